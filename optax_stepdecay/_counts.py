@@ -1,0 +1,123 @@
+"""Exact integer handling of step counts.
+
+Every schedule in this package turns the count it is given into a
+non-negative integer array of one canonical dtype before doing any
+arithmetic on it: ``uint32`` by default (which holds every int32 and uint32
+count exactly) and ``int64`` when ``jax_enable_x64`` is on. Stage indices are
+then computed with integer operations only, so they are exact for every
+representable count.
+"""
+
+from __future__ import annotations
+
+import numbers
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+
+def count_dtype() -> np.dtype:
+  """The integer dtype schedules compute stage indices in."""
+  return np.dtype(np.int64) if jax.config.read('jax_enable_x64') else np.dtype(np.uint32)
+
+
+def float_dtype() -> np.dtype:
+  """The dtype of schedule values: float32, or float64 under x64."""
+  return np.dtype(np.float64) if jax.config.read('jax_enable_x64') else np.dtype(np.float32)
+
+
+def max_count() -> int:
+  """The largest count the canonical dtype holds."""
+  return int(np.iinfo(count_dtype()).max)
+
+
+def is_traced(value: object) -> bool:
+  """Whether ``value`` is a JAX tracer (its value is unknown until run time)."""
+  return isinstance(value, jax.core.Tracer)
+
+
+def _host_count(count: object) -> np.ndarray:
+  """Converts a Python or NumPy count on the host, exactly."""
+  array = np.asarray(count)
+  if array.dtype.kind == 'f':
+    return array.astype(float_dtype())
+  # Compared as Python ints: exact whatever their size or NumPy dtype.
+  values = [max(int(c), 0) for c in array.reshape(-1).tolist()]
+  limit = max_count()
+  for value in values:
+    if value > limit:
+      raise OverflowError(
+        f'count={value} exceeds the largest count {limit} of the '
+        f'{count_dtype()} counts schedules use; enable jax_enable_x64 '
+        'for int64 counts.'
+      )
+  return np.array(values, dtype=count_dtype()).reshape(array.shape)
+
+
+def as_count(count: object) -> jax.Array:
+  """Returns ``count`` as a non-negative integer array of :func:`count_dtype`.
+
+  Integer counts of any dtype keep their exact value; negative counts become
+  0. Float counts are floored, then clipped to ``[0, max_count()]``; a NaN
+  count gives an unspecified count (schedules return NaN for it, see
+  :func:`nan_mask`).
+
+  Args:
+    count: a step count: a JAX or NumPy array of any integer, unsigned,
+      boolean or float dtype, or a Python number.
+
+  Returns:
+    An array of the same shape and dtype :func:`count_dtype`.
+
+  Raises:
+    OverflowError: a Python or NumPy integer count exceeds ``max_count()``.
+  """
+  if not isinstance(count, jax.Array):
+    count = _host_count(count)
+  count = jnp.asarray(count)
+  target = count_dtype()
+  if jnp.issubdtype(count.dtype, jnp.floating):
+    floored = jnp.floor(count)
+    limit = float(np.iinfo(target).max)  # rounds up to a power of two
+    clipped = jnp.clip(floored, 0, None).astype(target)
+    return jnp.where(floored >= limit, np.array(np.iinfo(target).max, target), clipped)
+  if count.dtype == target:
+    return count
+  if count.dtype == jnp.bool_:
+    return count.astype(target)
+  if jnp.issubdtype(count.dtype, jnp.unsignedinteger):
+    if np.iinfo(count.dtype).max > np.iinfo(target).max:  # uint64 -> int64
+      count = jnp.minimum(count, np.array(np.iinfo(target).max, count.dtype))
+    return count.astype(target)
+  return jnp.maximum(count, 0).astype(target)
+
+
+def nan_mask(count: object) -> jax.Array | None:
+  """A mask of NaN counts, or None when the count cannot hold NaN."""
+  if isinstance(count, numbers.Integral):
+    return None
+  dtype = jnp.result_type(count)
+  if not jnp.issubdtype(dtype, jnp.floating):
+    return None
+  return jnp.isnan(jnp.asarray(count))
+
+
+def constant_fits(value: object) -> bool:
+  """Whether a concrete integer hyperparameter is representable as a count.
+
+  A boundary, stage length or offset above :func:`max_count` can never be
+  reached by a count, so callers treat it as "never" instead of letting the
+  conversion overflow. Traced values always fit: they already have an
+  integer dtype no wider than the count's.
+  """
+  if is_traced(value):
+    return True
+  return bool(np.all(np.asarray(value, dtype=object) <= max_count()))
+
+
+def as_count_constant(value: object) -> jax.Array:
+  """A hyperparameter known to fit (see :func:`constant_fits`) as a count."""
+  if is_traced(value) or isinstance(value, jax.Array):
+    return jnp.asarray(value).astype(count_dtype())
+  return jnp.asarray(np.asarray(value, dtype=np.int64).astype(count_dtype()))

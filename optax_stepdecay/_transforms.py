@@ -1,0 +1,203 @@
+"""Optax gradient transformations: a step size you can read back, and SGD with step decay."""
+
+from __future__ import annotations
+
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from optax_stepdecay import _validation as check
+from optax_stepdecay._schedules import fixed_horizon_step_decay_schedule, step_decay_schedule
+
+
+class TrackedLearningRateState(NamedTuple):
+  """State of :func:`scale_by_tracked_learning_rate`.
+
+  Attributes:
+    count: number of updates applied so far (int32, saturating, as in optax).
+    learning_rate: the step size of the most recent update; before the first
+      update, the one the first update will use.
+  """
+
+  count: jax.Array  # type: ignore[assignment]  # optax names it so
+  learning_rate: jax.Array
+
+
+def scale_by_tracked_learning_rate(
+  learning_rate: optax.ScalarOrSchedule, *, flip_sign: bool = True
+) -> optax.GradientTransformation:
+  r"""Scales updates by a step size and keeps that step size in the state.
+
+  Like ``optax.scale_by_learning_rate``, :math:`u_t = -\eta_t g_t` with
+  :math:`\eta_t` = ``learning_rate(t)`` and :math:`t` = the number of
+  earlier updates (0 on the first), but the state also holds
+  :math:`\eta_t`, so :func:`current_learning_rate` can read it for logging
+  without ``optax.inject_hyperparams``.
+
+  Args:
+    learning_rate: a float or an optax schedule.
+    flip_sign: negate the updates (descent), as optax does by default.
+
+  Returns:
+    An ``optax.GradientTransformation`` with a :class:`TrackedLearningRateState`.
+
+  Example:
+    >>> import jax.numpy as jnp, optax_stepdecay as osd
+    >>> tx = osd.scale_by_tracked_learning_rate(osd.step_decay_schedule(1.0, 2.0, 1))
+    >>> state = tx.init(jnp.zeros(2))
+    >>> updates, state = tx.update(jnp.ones(2), state)
+    >>> updates, state = tx.update(jnp.ones(2), state)
+    >>> updates, float(osd.current_learning_rate(state))
+    (Array([-0.5, -0.5], dtype=float32), 0.5)
+  """
+  sign = -1.0 if flip_sign else 1.0
+
+  def rate(count: jax.Array) -> jax.Array:
+    value = learning_rate(count) if callable(learning_rate) else learning_rate
+    return jnp.asarray(value, dtype=jnp.result_type(float))
+
+  def init_fn(params: optax.Params) -> TrackedLearningRateState:
+    del params
+    count = jnp.zeros([], jnp.int32)
+    return TrackedLearningRateState(count=count, learning_rate=rate(count))
+
+  def update_fn(updates, state, params=None):
+    del params
+    step_size = rate(state.count)
+    updates = jax.tree.map(lambda g: (sign * step_size * g).astype(g.dtype), updates)
+    return updates, TrackedLearningRateState(optax.safe_increment(state.count), step_size)
+
+  return optax.GradientTransformation(init_fn, update_fn)
+
+
+def _read(value: Any) -> jax.Array:
+  """Reads an array, unwrapping Flax variables (``nnx.Optimizer`` state)."""
+  if hasattr(value, 'get_value'):
+    value = value.get_value()
+  return jnp.asarray(value)
+
+
+def current_learning_rate(opt_state: Any) -> jax.Array:
+  """The step size of the most recent update, read from an optimizer state.
+
+  Finds the first :class:`TrackedLearningRateState` (or, failing that, the
+  first ``optax.inject_hyperparams`` state with a ``learning_rate``) in any
+  nesting of optax states: ``optax.chain``, ``optax.MultiSteps``,
+  ``optax.multi_transform`` or a Flax ``nnx.Optimizer``'s ``opt_state``.
+
+  Args:
+    opt_state: an optimizer state.
+
+  Returns:
+    The learning rate, a float scalar array (jittable).
+
+  Raises:
+    ValueError: the state holds no learning rate.
+  """
+
+  def has_rate(node: Any) -> bool:
+    # inject_hyperparams states come in several classes; all hold `hyperparams`.
+    return isinstance(node, TrackedLearningRateState) or isinstance(
+      getattr(node, 'hyperparams', None), dict
+    )
+
+  nodes = jax.tree.leaves(opt_state, is_leaf=has_rate)
+  for node in nodes:
+    if isinstance(node, TrackedLearningRateState):
+      return _read(node.learning_rate)
+  for node in nodes:
+    if has_rate(node) and 'learning_rate' in node.hyperparams:
+      return _read(node.hyperparams['learning_rate'])
+  raise ValueError(
+    'opt_state holds no learning rate: build the optimizer with '
+    'scale_by_tracked_learning_rate (step_decay_sgd does) or '
+    'optax.inject_hyperparams.'
+  )
+
+
+def _is_static_zero(value: Any) -> bool:
+  """A Python or NumPy zero. JAX arrays never count: under
+  ``optax.inject_hyperparams`` they are concrete at init and traced in
+  update, and the chain's structure must be the same in both."""
+  return isinstance(value, (int, float, np.number)) and value == 0
+
+
+def step_decay_sgd(
+  init_value: jax.typing.ArrayLike,
+  decay_factor: jax.typing.ArrayLike,
+  *,
+  stage_length: int | None = None,
+  total_steps: int | None = None,
+  num_stages: int | None = None,
+  momentum: jax.typing.ArrayLike | None = None,
+  nesterov: bool = False,
+  weight_decay: jax.typing.ArrayLike = 0.0,
+) -> optax.GradientTransformation:
+  r"""SGD with step decay (Algorithm 1 of Wang et al., 2021) in one transformation.
+
+  .. math::
+    d_t = g_t + \lambda x_t, \quad
+    m_t = \mu m_{t-1} + d_t, \quad
+    x_{t+1} = x_t - \eta_t \cdot \begin{cases}
+      d_t & \text{no momentum} \\
+      m_t & \text{heavy ball} \\
+      d_t + \mu m_t & \text{Nesterov}
+    \end{cases}
+
+  with :math:`\lambda` = ``weight_decay`` (coupled L2, added to the gradient
+  before momentum, as ``torch.optim.SGD`` and the authors' code do),
+  :math:`\mu` = ``momentum`` and :math:`\eta_t` from
+  :func:`step_decay_schedule` (given ``stage_length``) or
+  :func:`fixed_horizon_step_decay_schedule` (given ``total_steps``). The
+  step count :math:`t` counts updates, 0 on the first. Under
+  ``optax.MultiSteps`` it counts the accumulated updates, not micro-batches.
+  Read :math:`\eta_t` back with :func:`current_learning_rate`.
+
+  Args:
+    init_value: :math:`\eta_0`.
+    decay_factor: :math:`\alpha \ge 1`, the divisor at each cut.
+    stage_length: steps per stage (exclusive with ``total_steps``).
+    total_steps: the training budget, for the paper's horizon prescription.
+    num_stages: number of stages (optional with either).
+    momentum: :math:`\mu \ge 0`, or None for plain SGD.
+    nesterov: use Nesterov momentum (needs ``momentum > 0``).
+    weight_decay: :math:`\lambda \ge 0`; needs ``params`` in ``update``.
+
+  Returns:
+    An ``optax.GradientTransformationExtraArgs``.
+
+  Example:
+    >>> import jax, jax.numpy as jnp, optax, optax_stepdecay as osd
+    >>> tx = osd.step_decay_sgd(0.1, 10.0, total_steps=100, momentum=0.9)
+    >>> params = jnp.ones(3)
+    >>> state = tx.init(params)
+    >>> updates, state = tx.update(2 * params, state, params)
+    >>> params = optax.apply_updates(params, updates)
+    >>> float(osd.current_learning_rate(state))
+    0.10000000149011612
+  """
+  if (stage_length is None) == (total_steps is None):
+    raise ValueError(
+      'Pass exactly one of stage_length and total_steps, got '
+      f'stage_length={stage_length!r}, total_steps={total_steps!r}.'
+    )
+  if total_steps is not None:
+    schedule = fixed_horizon_step_decay_schedule(
+      init_value, total_steps, decay_factor, num_stages=num_stages
+    )
+  else:
+    schedule = step_decay_schedule(init_value, decay_factor, stage_length, num_stages=num_stages)
+  check.check_non_negative('weight_decay', weight_decay)
+  parts = []
+  if not _is_static_zero(weight_decay):
+    parts.append(optax.add_decayed_weights(weight_decay))
+  if momentum is not None:
+    check.check_non_negative('momentum', momentum)
+    parts.append(optax.trace(decay=momentum, nesterov=nesterov))
+  if nesterov and (momentum is None or _is_static_zero(momentum)):
+    raise ValueError(f'nesterov=True needs momentum > 0, got momentum={momentum!r}.')
+  parts.append(scale_by_tracked_learning_rate(schedule))
+  return optax.chain(*parts)

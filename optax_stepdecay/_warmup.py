@@ -1,0 +1,130 @@
+"""Linear warmup in front of any schedule."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import optax
+
+from optax_stepdecay import _validation as check
+from optax_stepdecay._counts import (
+  as_count,
+  as_count_constant,
+  constant_fits,
+  float_dtype,
+)
+from optax_stepdecay._stage_schedule import Stage, StageSchedule, _nan_where_nan_count, register
+
+
+class WarmupSchedule(StageSchedule):
+  """A linear ramp over ``warmup_steps``, then the wrapped schedule, shifted."""
+
+  def __init__(self, schedule: optax.Schedule, warmup_steps: int, init_value: Any):
+    config = dict(schedule=schedule, warmup_steps=warmup_steps, init_value=init_value)
+    super().__init__(
+      'with_linear_warmup',
+      config,
+      stage_index=self._index,
+      stage_value=lambda k: k,  # unused: __call__ is overridden
+      change_points=self._points,
+      num_stages=None,
+    )
+    self._schedule = schedule
+    self._warmup_steps = warmup_steps
+    self._init_value = init_value
+    if isinstance(schedule, StageSchedule) and schedule.num_stages is not None:
+      self.num_stages = schedule.num_stages + (1 if warmup_steps else 0)
+
+  def _after_warmup(self, t: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """Whether the ramp is over, and the count the wrapped schedule sees."""
+    if not constant_fits(self._warmup_steps):
+      return jnp.zeros_like(t, dtype=bool), jnp.zeros_like(t)
+    warmup = as_count_constant(self._warmup_steps)
+    done = t >= warmup
+    return done, jnp.where(done, t - warmup, 0).astype(t.dtype)
+
+  def __call__(self, count: jax.typing.ArrayLike) -> jax.Array:
+    t = as_count(count)
+    done, shifted = self._after_warmup(t)
+    if isinstance(count, jax.Array) and jnp.issubdtype(count.dtype, jnp.integer):
+      shifted = shifted.astype(count.dtype)  # a foreign schedule sees its own dtype
+    after = jnp.asarray(self._schedule(shifted), dtype=float_dtype())
+    if not self._warmup_steps:
+      return _nan_where_nan_count(count, after)
+    start = jnp.asarray(self._init_value, dtype=float_dtype())
+    target = jnp.asarray(self._schedule(0), dtype=float_dtype())
+    fraction = t.astype(float_dtype()) / self._warmup_steps
+    ramp = start + (target - start) * fraction
+    return _nan_where_nan_count(count, jnp.where(done, after, ramp))
+
+  def _index(self, t: jax.Array) -> jax.Array:
+    done, shifted = self._after_warmup(t)
+    inner = self._wrapped().stage_index(shifted)
+    return jnp.where(done, inner + (1 if self._warmup_steps else 0), 0).astype(t.dtype)
+
+  def _points(self, limit: int) -> list[int]:
+    warmup = self._warmup_steps
+    inner = self._wrapped().change_points(max(limit - warmup, 0))
+    head = [warmup] if 0 < warmup < limit else []
+    return head + [warmup + p for p in inner if warmup + p < limit]
+
+  def stages(self, num_steps: int | None = None) -> list[Stage]:
+    warmup = self._warmup_steps
+    inner_steps = None if num_steps is None else max(num_steps - warmup, 0)
+    inner_rows = [
+      row._replace(start=row.start + warmup, end=None if row.end is None else row.end + warmup)
+      for row in self._wrapped().stages(inner_steps)
+    ]
+    if not warmup:
+      return inner_rows
+    ramp_end = warmup if num_steps is None else min(warmup, num_steps)
+    ramp = Stage(0, ramp_end, float(self(0)), float(self(ramp_end)))
+    return [ramp] + (inner_rows if ramp_end == warmup else [])
+
+  def _wrapped(self) -> StageSchedule:
+    if not isinstance(self._schedule, StageSchedule):
+      raise ValueError(f'{self._schedule!r} is not a schedule of this package: it has no stages.')
+    return self._schedule
+
+
+@register
+def with_linear_warmup(
+  schedule: optax.Schedule, warmup_steps: int, *, init_value: float = 0.0
+) -> StageSchedule:
+  r"""Prepends a linear warmup to ``schedule``.
+
+  .. math::
+    \eta_t = \begin{cases}
+      v_0 + (s(0) - v_0)\, t / W, & t < W \\
+      s(t - W), & t \ge W
+    \end{cases}
+
+  with :math:`v_0` = ``init_value``, :math:`W` = ``warmup_steps`` and
+  :math:`s` = ``schedule``. The wrapped schedule starts at its own count 0 at
+  step :math:`W`, so its stage boundaries move :math:`W` steps later. At
+  count 0 the value is ``init_value`` (0 by default, so the first update is
+  zero, as in optax's warmup schedules).
+
+  Args:
+    schedule: any optax schedule; stage tables, plots and serialisation need
+      one of this package.
+    warmup_steps: :math:`W \ge 0`; 0 returns the schedule unchanged in value.
+    init_value: the value at count 0.
+
+  Returns:
+    A :class:`StageSchedule`.
+
+  Example:
+    >>> import optax_stepdecay as osd
+    >>> base = osd.step_decay_schedule(1.0, decay_factor=10.0, stage_length=4)
+    >>> schedule = osd.with_linear_warmup(base, warmup_steps=2)
+    >>> [round(float(schedule(t)), 6) for t in range(8)]
+    [0.0, 0.5, 1.0, 1.0, 1.0, 1.0, 0.1, 0.1]
+  """
+  if not callable(schedule):
+    raise ValueError(f'schedule must be a callable of the count, got {schedule!r}.')
+  check.check_integer('warmup_steps', warmup_steps, minimum=0)
+  check.check_finite('init_value', init_value)
+  return WarmupSchedule(schedule, int(warmup_steps), init_value)

@@ -1,0 +1,98 @@
+"""Stage tables, plots and dict / JSON round trips of every schedule."""
+
+import itertools
+import json
+
+import jax.numpy as jnp
+import matplotlib
+import numpy as np
+import optax
+import pytest
+
+import optax_stepdecay as osd
+
+matplotlib.use('Agg')
+
+SCHEDULES = {
+  'step_decay': osd.step_decay_schedule(
+    0.1, 3.0, 100, num_stages=4, transition_begin=10, end_value=0.001
+  ),
+  'fixed_horizon': osd.fixed_horizon_step_decay_schedule(0.5, 60_000, 6.0),
+  'multistep': osd.multistep_decay_schedule(0.1, [2, 5], 10.0, steps_per_epoch=100),
+  'stagewise': osd.stagewise_schedule([10, 20], [0.5, 0.2, 0.05]),
+  'geometric': osd.geometric_stage_decay_schedule(1.0, 8, 2.0, 1.5),
+  'warmup': osd.with_linear_warmup(osd.fixed_horizon_step_decay_schedule(1.0, 1000, 10.0), 50),
+}
+
+
+@pytest.mark.parametrize('name', sorted(SCHEDULES))
+def test_json_round_trip_rebuilds_the_same_schedule(name):
+  schedule = SCHEDULES[name]
+  rebuilt = osd.schedule_from_json(schedule.to_json())
+  assert rebuilt.to_dict() == schedule.to_dict()
+  assert json.loads(schedule.to_json()) == schedule.to_dict()
+  counts = jnp.arange(0, 70_000, 7)
+  np.testing.assert_array_equal(rebuilt(counts), schedule(counts))
+
+
+@pytest.mark.parametrize('name', sorted(SCHEDULES))
+def test_stage_table_values_match_the_schedule(name):
+  schedule = SCHEDULES[name]
+  rows = schedule.stages(5000)
+  assert rows[0].start == 0 and rows[-1].end == 5000
+  for row, following in itertools.pairwise(rows):
+    assert row.end == following.start
+    assert row.value == float(schedule(row.start))
+    if row.ramp_to is None:
+      assert float(schedule(row.end - 1)) == row.value
+      assert float(schedule(following.start)) != row.value
+
+
+def test_table_rows_and_text():
+  schedule = osd.step_decay_schedule(0.1, 3.0, 100, num_stages=4, transition_begin=10)
+  assert [(r.start, r.end) for r in schedule.stages()] == [
+    (0, 110),
+    (110, 210),
+    (210, 310),
+    (310, None),
+  ]
+  text = schedule.stage_table()
+  assert text.splitlines()[1].split() == ['0', '0', '110', '0.1']
+  assert text.splitlines()[-1].split()[2] == '-'
+
+
+def test_end_value_floor_merges_stages():
+  schedule = osd.step_decay_schedule(1.0, 10.0, 10, end_value=0.01)
+  assert [r.start for r in schedule.stages(100)] == [0, 10, 20]
+
+
+def test_warmup_table_has_a_ramp_row():
+  rows = SCHEDULES['warmup'].stages()
+  assert rows[0] == osd.Stage(0, 50, 0.0, 1.0)
+  assert [r.start for r in rows[1:]] == [50, 383, 716]
+
+
+def test_infinite_schedule_needs_a_horizon():
+  with pytest.raises(ValueError, match='infinitely many stages'):
+    osd.step_decay_schedule(1.0, 2.0, 10).stages()
+
+
+def test_foreign_schedule_has_no_table_or_json():
+  schedule = osd.with_linear_warmup(optax.constant_schedule(0.1), 10)
+  with pytest.raises(ValueError, match='not a schedule of this package'):
+    schedule.stages(100)
+  with pytest.raises(ValueError, match='cannot be serialised'):
+    schedule.to_json()
+
+
+def test_unknown_name_is_rejected():
+  with pytest.raises(ValueError, match="unknown schedule 'cosine'"):
+    osd.schedule_from_dict({'name': 'cosine', 'args': {}})
+
+
+def test_plot_draws_stairs_on_a_log_axis():
+  ax = SCHEDULES['fixed_horizon'].plot(60_000, label='step decay')
+  (line,) = ax.get_lines()
+  assert ax.get_yscale() == 'log'
+  assert line.get_xdata()[:3].tolist() == [0, 10_000, 10_000]
+  assert line.get_label() == 'step decay'
