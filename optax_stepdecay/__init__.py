@@ -1,6 +1,8 @@
 """Step-decay step sizes ("constant, then cut") as Optax schedules and transformations."""
 
+from optax_stepdecay._auto import AutoStepDecayState, auto_step_decay
 from optax_stepdecay._counts import count_dtype
+from optax_stepdecay._plateau import ReduceOnPlateauState, reduce_on_plateau
 from optax_stepdecay._schedules import (
   fixed_horizon_step_decay_schedule,
   geometric_stage_decay_schedule,
@@ -26,6 +28,10 @@ from optax_stepdecay._warmup import with_linear_warmup
 __version__ = '0.1.0'
 
 __all__ = (
+  'AutoStepDecayState',
+  'ReduceOnPlateauState',
+  'auto_step_decay',
+  'reduce_on_plateau',
   'Stage',
   'StageSchedule',
   'TrackedLearningRateState',

@@ -52,7 +52,8 @@ def _arithmetic_stage_index(
     start, size = as_count_constant(begin), as_count_constant(length)
     index = jnp.where(t >= start, (t - start) // size, 0).astype(t.dtype)
     if num_stages is not None:
-      index = jnp.minimum(index, as_count_constant(min(num_stages - 1, max_count())))
+      last = num_stages - 1 if is_traced(num_stages) else min(num_stages - 1, max_count())
+      index = jnp.minimum(index, as_count_constant(last))
     return index
 
   return stage_index
@@ -135,7 +136,7 @@ def step_decay_schedule(
     stage_length: steps per stage, :math:`S \ge 1`, an integer. May be an
       integer array.
     num_stages: number of stages :math:`N \ge 1`; the last one runs forever.
-      None for no limit.
+      None for no limit. May be an integer array, like ``stage_length``.
     transition_begin: count :math:`B \ge 0` at which the first stage starts
       counting; before it the value is ``init_value``.
     end_value: optional floor :math:`\eta_{\min}` on the value.

@@ -10,6 +10,8 @@ import numpy as np
 import optax
 
 from optax_stepdecay import _validation as check
+from optax_stepdecay._auto import AutoStepDecayState
+from optax_stepdecay._plateau import ReduceOnPlateauState
 from optax_stepdecay._schedules import fixed_horizon_step_decay_schedule, step_decay_schedule
 
 
@@ -73,6 +75,9 @@ def scale_by_tracked_learning_rate(
   return optax.GradientTransformation(init_fn, update_fn)
 
 
+_RATE_STATES = (TrackedLearningRateState, AutoStepDecayState)
+
+
 def _read(value: Any) -> jax.Array:
   """Reads an array, unwrapping Flax variables (``nnx.Optimizer`` state)."""
   if hasattr(value, 'get_value'):
@@ -83,10 +88,12 @@ def _read(value: Any) -> jax.Array:
 def current_learning_rate(opt_state: Any) -> jax.Array:
   """The step size of the most recent update, read from an optimizer state.
 
-  Finds the first :class:`TrackedLearningRateState` (or, failing that, the
-  first ``optax.inject_hyperparams`` state with a ``learning_rate``) in any
-  nesting of optax states: ``optax.chain``, ``optax.MultiSteps``,
-  ``optax.multi_transform`` or a Flax ``nnx.Optimizer``'s ``opt_state``.
+  Finds the first :class:`TrackedLearningRateState` or
+  :class:`AutoStepDecayState` (or, failing that, the first
+  ``optax.inject_hyperparams`` state with a ``learning_rate``) in any nesting
+  of optax states: ``optax.chain``, ``optax.MultiSteps``,
+  ``optax.multi_transform`` or a Flax ``nnx.Optimizer``'s ``opt_state``; and
+  multiplies it by the scale of every :func:`reduce_on_plateau` state there.
 
   Args:
     opt_state: an optimizer state.
@@ -98,24 +105,30 @@ def current_learning_rate(opt_state: Any) -> jax.Array:
     ValueError: the state holds no learning rate.
   """
 
-  def has_rate(node: Any) -> bool:
+  def is_node(node: Any) -> bool:
     # inject_hyperparams states come in several classes; all hold `hyperparams`.
-    return isinstance(node, TrackedLearningRateState) or isinstance(
+    return isinstance(node, (*_RATE_STATES, ReduceOnPlateauState)) or isinstance(
       getattr(node, 'hyperparams', None), dict
     )
 
-  nodes = jax.tree.leaves(opt_state, is_leaf=has_rate)
+  nodes = jax.tree.leaves(opt_state, is_leaf=is_node)
+  rates = [_read(n.learning_rate) for n in nodes if isinstance(n, _RATE_STATES)]
+  rates += [
+    _read(n.hyperparams['learning_rate'])
+    for n in nodes
+    if isinstance(getattr(n, 'hyperparams', None), dict) and 'learning_rate' in n.hyperparams
+  ]
+  if not rates:
+    raise ValueError(
+      'opt_state holds no learning rate: build the optimizer with '
+      'scale_by_tracked_learning_rate (step_decay_sgd does), auto_step_decay '
+      'or optax.inject_hyperparams.'
+    )
+  rate = rates[0]
   for node in nodes:
-    if isinstance(node, TrackedLearningRateState):
-      return _read(node.learning_rate)
-  for node in nodes:
-    if has_rate(node) and 'learning_rate' in node.hyperparams:
-      return _read(node.hyperparams['learning_rate'])
-  raise ValueError(
-    'opt_state holds no learning rate: build the optimizer with '
-    'scale_by_tracked_learning_rate (step_decay_sgd does) or '
-    'optax.inject_hyperparams.'
-  )
+    if isinstance(node, ReduceOnPlateauState):
+      rate = rate * _read(node.scale)
+  return rate
 
 
 def _is_static_zero(value: Any) -> bool:
