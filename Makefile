@@ -13,7 +13,7 @@ $(BIN)/.installed: pyproject.toml
 	touch $@
 
 demo: $(BIN)/.installed
-	$(BIN)/python examples/demo.py
+	$(BIN)/python examples/compare_schedules.py --dataset digits --seeds 3 --out examples/results/digits
 
 lint: $(BIN)/.installed
 	$(BIN)/ruff check .

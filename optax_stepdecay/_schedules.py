@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
+from collections.abc import Sequence
 from fractions import Fraction
 from typing import Any
 
@@ -12,15 +13,14 @@ import jax.numpy as jnp
 import numpy as np
 
 from optax_stepdecay import _validation as check
-from optax_stepdecay._counts import (
-  as_count_constant,
-  constant_fits,
-  count_dtype,
-  float_dtype,
-  is_traced,
-  max_count,
-)
-from optax_stepdecay._stage_schedule import StageSchedule, register
+from optax_stepdecay._counts import as_count_constant
+from optax_stepdecay._counts import constant_fits
+from optax_stepdecay._counts import count_dtype
+from optax_stepdecay._counts import float_dtype
+from optax_stepdecay._counts import is_traced
+from optax_stepdecay._counts import max_count
+from optax_stepdecay._stage_schedule import StageSchedule
+from optax_stepdecay._stage_schedule import register
 
 # Beyond this many stages the horizon's exact check would need huge integers;
 # only decay factors within about 0.3% of 1 get there.

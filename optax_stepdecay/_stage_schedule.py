@@ -4,13 +4,17 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from typing import Any, NamedTuple
+from typing import Any
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from optax_stepdecay._counts import as_count, is_traced, max_count, nan_mask
+from optax_stepdecay._counts import as_count
+from optax_stepdecay._counts import is_traced
+from optax_stepdecay._counts import max_count
+from optax_stepdecay._counts import nan_mask
 
 
 class Stage(NamedTuple):

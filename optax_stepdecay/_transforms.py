@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any, NamedTuple
+from typing import Any
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -12,7 +13,8 @@ import optax
 from optax_stepdecay import _validation as check
 from optax_stepdecay._auto import AutoStepDecayState
 from optax_stepdecay._plateau import ReduceOnPlateauState
-from optax_stepdecay._schedules import fixed_horizon_step_decay_schedule, step_decay_schedule
+from optax_stepdecay._schedules import fixed_horizon_step_decay_schedule
+from optax_stepdecay._schedules import step_decay_schedule
 
 
 class TrackedLearningRateState(NamedTuple):

@@ -9,13 +9,14 @@ import jax.numpy as jnp
 import optax
 
 from optax_stepdecay import _validation as check
-from optax_stepdecay._counts import (
-  as_count,
-  as_count_constant,
-  constant_fits,
-  float_dtype,
-)
-from optax_stepdecay._stage_schedule import Stage, StageSchedule, _nan_where_nan_count, register
+from optax_stepdecay._counts import as_count
+from optax_stepdecay._counts import as_count_constant
+from optax_stepdecay._counts import constant_fits
+from optax_stepdecay._counts import float_dtype
+from optax_stepdecay._stage_schedule import Stage
+from optax_stepdecay._stage_schedule import StageSchedule
+from optax_stepdecay._stage_schedule import _nan_where_nan_count
+from optax_stepdecay._stage_schedule import register
 
 
 class WarmupSchedule(StageSchedule):

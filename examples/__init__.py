@@ -1,0 +1,1 @@
+"""Flax examples for optax_stepdecay."""

@@ -1,0 +1,222 @@
+"""Which point to return: a randomly sampled iterate, or an average of iterates."""
+
+from __future__ import annotations
+
+from typing import Any
+from typing import Literal
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+import optax
+
+from optax_stepdecay import _validation as check
+from optax_stepdecay._stage_schedule import StageSchedule
+
+
+class SampledIterateState(NamedTuple):
+  """State of :func:`sample_iterate`.
+
+  Attributes:
+    count: updates seen so far.
+    key: the PRNG key (a raw ``uint32[2]`` key, checkpoint-friendly).
+    total_weight: the sum of the weights of the iterates seen.
+    iterate: the sampled iterate.
+    sampled_step: the count of the update the sampled iterate was the input of.
+  """
+
+  count: jax.Array  # type: ignore[assignment]  # optax names it so
+  key: jax.Array
+  total_weight: jax.Array
+  iterate: optax.Params
+  sampled_step: jax.Array
+
+
+class AverageState(NamedTuple):
+  """State of :func:`stage_average` and :func:`suffix_average`.
+
+  Attributes:
+    count: updates seen so far.
+    stage: the stage of the last update (stage averages restart when it changes).
+    num_averaged: how many iterates the average holds.
+    average: the running average (the latest iterate while none is averaged).
+  """
+
+  count: jax.Array  # type: ignore[assignment]  # optax names it so
+  stage: jax.Array
+  num_averaged: jax.Array
+  average: optax.Params
+
+
+def sample_iterate(
+  learning_rate: optax.ScalarOrSchedule,
+  *,
+  weighting: Literal['inverse', 'proportional'] = 'inverse',
+  seed: int = 0,
+) -> optax.GradientTransformation:
+  r"""Keeps one iterate sampled with probability proportional to :math:`1/\eta_t` or :math:`\eta_t`.
+
+  The output rule of the paper's non-convex analysis: among the iterates
+  :math:`x_0, \dots, x_{T-1}` (the points the gradients were taken at), return
+  :math:`x_t` with probability
+
+  .. math::
+    p_t = \frac{w_t}{\sum_s w_s}, \qquad
+    w_t = 1/\eta_t \ (\texttt{'inverse'}, \text{Wang et al.}) \quad\text{or}\quad
+    w_t = \eta_t \ (\texttt{'proportional'}, \text{Ghadimi and Lan}).
+
+  Sampled online in one pass with one copy of the parameters (weighted
+  reservoir sampling: :math:`x_t` replaces the kept iterate with probability
+  :math:`w_t / \sum_{s \le t} w_s`). Updates pass through unchanged; chain it
+  after the optimizer with the same ``learning_rate`` and read the point with
+  :func:`output_params`. Iterates with :math:`\eta_t = 0` (a warmup's first
+  step) get weight 0.
+
+  Args:
+    learning_rate: the optimizer's step size, a float or schedule.
+    weighting: ``'inverse'`` or ``'proportional'``.
+    seed: seed of the sampling's PRNG key, kept in the state.
+
+  Returns:
+    An ``optax.GradientTransformation`` with a :class:`SampledIterateState`;
+    ``update`` needs ``params``.
+
+  Example:
+    >>> import jax.numpy as jnp, optax, optax_stepdecay as osd
+    >>> schedule = osd.step_decay_schedule(1.0, 2.0, 5)
+    >>> tx = optax.chain(optax.sgd(schedule), osd.sample_iterate(schedule, seed=3))
+    >>> params = jnp.zeros(2)
+    >>> state = tx.init(params)
+    >>> for _ in range(20):
+    ...   updates, state = tx.update(jnp.ones(2), state, params)
+    ...   params = optax.apply_updates(params, updates)
+    >>> osd.output_params(state).shape
+    (2,)
+  """
+  if weighting not in ('inverse', 'proportional'):
+    raise ValueError(f"weighting must be 'inverse' or 'proportional', got {weighting!r}.")
+  check.check_integer('seed', seed, minimum=0)
+
+  def weight(count: jax.Array) -> jax.Array:
+    rate = jnp.asarray(
+      learning_rate(count) if callable(learning_rate) else learning_rate, jnp.float32
+    )
+    if weighting == 'proportional':
+      return jnp.maximum(rate, 0.0)
+    return jnp.where(rate > 0, 1 / jnp.where(rate > 0, rate, 1.0), 0.0)
+
+  def init_fn(params: optax.Params) -> SampledIterateState:
+    return SampledIterateState(
+      count=jnp.zeros([], jnp.int32),
+      key=jax.random.PRNGKey(seed),
+      total_weight=jnp.zeros([], jnp.float32),
+      iterate=jax.tree.map(jnp.array, params),
+      sampled_step=jnp.zeros([], jnp.int32),
+    )
+
+  def update_fn(updates, state, params=None):
+    if params is None:
+      raise ValueError('sample_iterate needs params: update(updates, state, params).')
+    w = weight(state.count)
+    total = state.total_weight + w
+    key, subkey = jax.random.split(state.key)
+    take = jax.random.uniform(subkey) * total < w  # probability w / total, 0 when total is 0
+    iterate = jax.tree.map(lambda new, old: jnp.where(take, new, old), params, state.iterate)
+    return updates, SampledIterateState(
+      count=optax.safe_increment(state.count),
+      key=key,
+      total_weight=total,
+      iterate=iterate,
+      sampled_step=jnp.where(take, state.count, state.sampled_step),
+    )
+
+  return optax.GradientTransformation(init_fn, update_fn)
+
+
+def _averaging(restart_index) -> optax.GradientTransformation:
+  """Averages the iterates x_{t+1} = params + updates; restart_index(t) says when to start anew."""
+
+  def init_fn(params: optax.Params) -> AverageState:
+    zero = jnp.zeros([], jnp.int32)
+    return AverageState(zero, zero, zero, jax.tree.map(jnp.array, params))
+
+  def update_fn(updates, state, params=None):
+    if params is None:
+      raise ValueError('averaging needs params: update(updates, state, params).')
+    stage, averaging = restart_index(state.count)
+    restart = (stage != state.stage) | ~averaging
+    num = jnp.where(restart, 0, state.num_averaged)
+    weight = 1.0 / (num + 1).astype(jnp.float32)
+
+    def step(average, x, u):
+      new = x + u
+      return jnp.where(restart, new, average + weight * (new - average)).astype(average.dtype)
+
+    average = jax.tree.map(step, state.average, params, updates)
+    return updates, AverageState(
+      count=optax.safe_increment(state.count),
+      stage=stage.astype(jnp.int32),
+      num_averaged=jnp.where(averaging, num + 1, 0),
+      average=average,
+    )
+
+  return optax.GradientTransformation(init_fn, update_fn)
+
+
+def stage_average(schedule: StageSchedule) -> optax.GradientTransformation:
+  r"""The running average of the iterates of the current stage of ``schedule``.
+
+  After update :math:`t` (0-based) in stage :math:`k`, the output is
+  :math:`\frac{1}{t - s_k + 1}\sum_{s_k \le j \le t} x_{j+1}`, with
+  :math:`s_k` the first count of the stage and :math:`x_{j+1}` the iterate
+  update :math:`j` produced; it restarts at each cut. Chain it after the
+  optimizer and read it with :func:`output_params`.
+
+  Args:
+    schedule: the optimizer's schedule, one of this package (it knows its
+      stages).
+
+  Returns:
+    An ``optax.GradientTransformation`` with an :class:`AverageState`;
+    ``update`` needs ``params``.
+  """
+  if not isinstance(schedule, StageSchedule):
+    raise ValueError(f'schedule must be a schedule of this package, got {schedule!r}.')
+  return _averaging(lambda t: (schedule.stage_index(t), jnp.array(True)))
+
+
+def suffix_average(start_step: int) -> optax.GradientTransformation:
+  r"""The average of the iterates produced by the updates from ``start_step`` on.
+
+  After update :math:`t \ge S` the output is
+  :math:`\frac{1}{t - S + 1}\sum_{j=S}^{t} x_{j+1}`; before, the latest
+  iterate. For a budget of T steps, ``suffix_average(T // 2)`` is the
+  classical tail average.
+
+  Args:
+    start_step: :math:`S \ge 0`, the count of the first update averaged.
+
+  Returns:
+    An ``optax.GradientTransformation`` with an :class:`AverageState`;
+    ``update`` needs ``params``.
+  """
+  check.check_integer('start_step', start_step, minimum=0)
+  return _averaging(lambda t: (jnp.zeros([], jnp.int32), t >= start_step))
+
+
+def output_params(opt_state: Any) -> optax.Params:
+  """The point kept by :func:`sample_iterate`, :func:`stage_average` or :func:`suffix_average`.
+
+  Args:
+    opt_state: an optimizer state holding one of their states (the first is used).
+
+  Returns:
+    The sampled iterate or the average, shaped like the parameters.
+  """
+  kinds = (SampledIterateState, AverageState)
+  for node in jax.tree.leaves(opt_state, is_leaf=lambda n: isinstance(n, kinds)):
+    if isinstance(node, SampledIterateState):
+      return node.iterate
+    if isinstance(node, AverageState):
+      return node.average
+  raise ValueError('opt_state holds no sample_iterate, stage_average or suffix_average state.')
