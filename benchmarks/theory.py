@@ -24,6 +24,7 @@ from pathlib import Path
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 from scipy import optimize
 from sklearn import datasets
 from sklearn.preprocessing import StandardScaler
@@ -145,6 +146,10 @@ def log_rate(power: float, log_power: float) -> Callable[[np.ndarray], np.ndarra
   return lambda t: np.log(t) ** log_power / t**power
 
 
+WIDE_GRID = (0.001, 0.003, 0.01, 0.03, 0.1, 0.3, 1.0, 3.0, 10.0)
+SMALL_GRID = (0.0003, 0.001, 0.003, 0.01, 0.03, 0.1, 0.3, 1.0)
+
+
 def problems() -> list[Problem]:
   xb, yb = _breast_cancer()
   xd, yd = _diabetes()
@@ -153,19 +158,19 @@ def problems() -> list[Problem]:
   return [
     Problem('logistic', 'smooth strongly convex: l2-logistic regression (breast cancer)',
             'O(ln T / T)', log_rate(1, 1), xb, yb, _logistic_loss, _ridge(lam),
-            (0.03, 0.1, 0.3, 1.0, 3.0, 10.0), logistic_f_star(xb, yb, lam)),
+            WIDE_GRID, logistic_f_star(xb, yb, lam)),
     Problem('least_squares', 'smooth strongly convex: noisy least squares + 1e-2 ridge (diabetes)',
             'O(ln T / T)', log_rate(1, 1), xd, yd, _squared_loss, _ridge(lam),
-            (0.01, 0.03, 0.1, 0.3, 1.0), ridge_f_star(xd, yd, lam)),
+            SMALL_GRID, ridge_f_star(xd, yd, lam)),
     Problem('lad', 'convex non-smooth: least absolute deviations on a ball (diabetes)',
             'O(ln T / sqrt T)', log_rate(0.5, 1), xd, yd, _absolute_loss, lambda w, xp: 0.0,
-            (0.01, 0.03, 0.1, 0.3, 1.0), lad_star, radius=2 * float(np.linalg.norm(w_lad))),
+            SMALL_GRID, lad_star, radius=2 * float(np.linalg.norm(w_lad))),
     Problem('hinge', 'strongly convex non-smooth: l2-regularised hinge loss (breast cancer)',
             'O(ln^2 T / T)', log_rate(1, 2), xb, yb, _hinge_loss, _ridge(lam),
-            (0.03, 0.1, 0.3, 1.0, 3.0, 10.0), hinge_f_star(xb, yb, lam)),
+            WIDE_GRID, hinge_f_star(xb, yb, lam)),
     Problem('nonconvex', 'non-convex smooth: logistic loss + 0.1 sum w^2/(1+w^2) (breast cancer)',
             'O(ln T / sqrt T)', log_rate(0.5, 1), xb, yb, _logistic_loss, _nonconvex_penalty(0.1),
-            (0.03, 0.1, 0.3, 1.0, 3.0, 10.0)),
+            WIDE_GRID),
   ]  # fmt: skip
 
 
@@ -194,55 +199,80 @@ def unit_schedules(total: int) -> dict[str, Callable]:
 # ------------------------------------------------------------------------------- runs
 
 
-def run_horizon(problem: Problem, total: int, seeds: int, grid: tuple[float, ...]) -> dict:
-  """Final errors, shape (schedules, eta0s, seeds), of every run at one horizon."""
-  names = list(unit_schedules(total))
-  steps = jnp.arange(total)
-  table = jnp.stack([jnp.asarray(s(steps), jnp.float32) for s in unit_schedules(total).values()])
+def simulate(problem: Problem, total: int, tx, seed) -> tuple[jax.Array, jax.Array]:
+  """T steps of minibatch SGD (projected onto the problem's ball) with updates from tx.
+
+  Returns the last iterate and the output point: the iterate kept by an
+  ``osd.sample_iterate`` in tx, or the last one when there is none.
+  """
   x, y = jnp.asarray(problem.x, jnp.float32), jnp.asarray(problem.y, jnp.float32)
   n, d = problem.x.shape
-
-  def objective(w):
-    return jnp.mean(problem.loss(w, x, y, jnp)) + problem.regulariser(w, jnp)
+  key = jax.random.PRNGKey(seed)
 
   def minibatch_objective(w, idx):
     return jnp.mean(problem.loss(w, x[idx], y[idx], jnp)) + problem.regulariser(w, jnp)
 
+  def step(carry, t):
+    w, state = carry
+    idx = jax.random.randint(jax.random.fold_in(key, t), (problem.batch_size,), 0, n)
+    update, state = tx.update(jax.grad(minibatch_objective)(w, idx), state, w)
+    w = w + update
+    if problem.radius is not None:
+      w = w * jnp.minimum(1.0, problem.radius / jnp.linalg.norm(w))
+    return (w, state), None
+
+  w0 = jnp.zeros(d)
+  (w, state), _ = jax.lax.scan(step, (w0, tx.init(w0)), jnp.arange(total))
+  try:
+    return w, osd.output_params(state)
+  except ValueError:
+    return w, w
+
+
+def errors_of(problem: Problem, last: jax.Array, output: jax.Array) -> dict[str, np.ndarray]:
+  """f(x_T) - f* in float64 (convex), or |grad f|^2 at the output and last points (non-convex)."""
+  if problem.f_star is None:
+    x, y = jnp.asarray(problem.x, jnp.float32), jnp.asarray(problem.y, jnp.float32)
+
+    def gradient_norm(w):
+      grad = jax.grad(lambda v: jnp.mean(problem.loss(v, x, y, jnp)) + problem.regulariser(v, jnp))
+      return jnp.sum(grad(w) ** 2)
+
+    norms = jax.jit(jnp.vectorize(gradient_norm, signature='(d)->()'))
+    return {'nonconvex': np.asarray(norms(output), np.float64),
+            'nonconvex_last_iterate': np.asarray(norms(last), np.float64)}  # fmt: skip
+  finals = np.asarray(last, np.float64)
+  values = np.array([problem.objective(w) for w in finals.reshape(-1, finals.shape[-1])])
+  return {problem.name: np.maximum(values.reshape(finals.shape[:-1]) - problem.f_star, 1e-16)}
+
+
+def run_horizon(problem: Problem, total: int, seeds: int, grid: tuple[float, ...]) -> dict:
+  """Errors, shape (schedules, eta0s, seeds), of every open-loop step size at one horizon."""
+  steps = jnp.arange(total)
+  table = jnp.stack([jnp.asarray(s(steps), jnp.float32) for s in unit_schedules(total).values()])
+
   def run(schedule_row, eta0, seed):
-    rates = eta0 * schedule_row
-    sampler = osd.sample_iterate(lambda t: rates[t], weighting='inverse', seed=seed)
-    w0 = jnp.zeros(d)
-    key = jax.random.PRNGKey(seed)
+    def rates(t):
+      return eta0 * schedule_row[t]
 
-    def step(carry, t):
-      w, sample_state = carry
-      idx = jax.random.randint(jax.random.fold_in(key, t), (problem.batch_size,), 0, n)
-      update = -rates[t] * jax.grad(minibatch_objective)(w, idx)
-      _, sample_state = sampler.update(update, sample_state, w)
-      w = w + update
-      if problem.radius is not None:
-        w = w * jnp.minimum(1.0, problem.radius / jnp.linalg.norm(w))
-      return (w, sample_state), None
+    tx = optax.chain(optax.scale_by_learning_rate(rates), osd.sample_iterate(rates, seed=seed))
+    return simulate(problem, total, tx, seed)
 
-    (w, sample_state), _ = jax.lax.scan(step, (w0, sampler.init(w0)), steps)
-    sampled = osd.output_params(sample_state)
-    gradient_norms = [jnp.sum(jax.grad(objective)(p) ** 2) for p in (w, sampled)]
-    return w, *gradient_norms
-
-  grid_array = jnp.asarray(grid, jnp.float32)
-  seed_array = jnp.arange(seeds)
   over_seeds = jax.vmap(run, in_axes=(None, None, 0))
   over_grid = jax.vmap(over_seeds, in_axes=(None, 0, None))
   over_schedules = jax.jit(jax.vmap(over_grid, in_axes=(0, None, None)))
-  last, grad_last, grad_sampled = over_schedules(table, grid_array, seed_array)
-  if problem.f_star is None:
-    errors = {'nonconvex': np.asarray(grad_sampled, np.float64),
-              'nonconvex_last_iterate': np.asarray(grad_last, np.float64)}  # fmt: skip
-  else:
-    finals = np.asarray(last, np.float64).reshape(-1, d)
-    values = np.array([problem.objective(w) for w in finals]).reshape(last.shape[:3])
-    errors = {problem.name: np.maximum(values - problem.f_star, 1e-16)}
-  return {'schedules': names, 'errors': errors}
+  last, output = over_schedules(table, jnp.asarray(grid, jnp.float32), jnp.arange(seeds))
+  return errors_of(problem, last, output)
+
+
+def run_auto(problem: Problem, total: int, seeds: int, eta0: float) -> dict:
+  """auto_step_decay, untuned (library defaults; tests every epoch), from step decay's eta0."""
+  epoch = len(problem.y) // problem.batch_size
+  tx = osd.auto_step_decay(eta0, test_interval=epoch, min_stage_length=2 * epoch)
+  last, output = jax.jit(jax.vmap(lambda seed: simulate(problem, total, tx, seed)))(
+    jnp.arange(seeds)
+  )
+  return errors_of(problem, last[None, None], output[None, None])
 
 
 def summarise(errors: np.ndarray, grid: tuple[float, ...]) -> dict:
@@ -254,7 +284,7 @@ def summarise(errors: np.ndarray, grid: tuple[float, ...]) -> dict:
     values = errors[s, b]
     half = 1.96 * values.std(ddof=1) / math.sqrt(len(values)) if len(values) > 1 else 0.0
     rows.append({'eta0': grid[b], 'mean': float(values.mean()), 'ci95': float(half),
-                 'at_grid_edge': bool(b in (0, len(grid) - 1))})  # fmt: skip
+                 'at_grid_edge': len(grid) > 1 and b in (0, len(grid) - 1)})  # fmt: skip
   return rows
 
 
@@ -286,7 +316,9 @@ def markdown(results: dict) -> str:
     f"Step decay: the paper's prescription, N = floor(log_{ALPHA:g} T) stages of T // N steps; "
     f'inv_t / inv_sqrt_t: eta0 / (1 + t/{INV_T0}), eta0 / (1 + sqrt(t/{INV_T0})); exponential: '
     f'eta0 (b/T)^(t/T), b = {EXP_B:g}; geometric: Hazan-Kale, {HAZAN_KALE_FIRST} * 2^k steps at '
-    'eta0 / 2^k.',
+    'eta0 / 2^k. auto: auto_step_decay given no horizon and no tuning (library defaults: '
+    'decay 10, confidence 0.95, tolerance 0.2; a test every epoch, stages of at least two '
+    "epochs), started from step decay's tuned eta0; its output is its last iterate.",
     '',
     '## Fitted log-log slopes (error ~ T^slope)',
     '',
@@ -331,7 +363,9 @@ def plot(results: dict, path: Path) -> None:
       rows = problem['rows'][s]
       means = np.array([r['mean'] for r in rows])
       style = dict(lw=2.5) if s == 'step_decay' else dict(lw=1, alpha=0.8)
-      ax.errorbar(horizons, means, yerr=[r['ci95'] for r in rows], label=s, capsize=2, **style)
+      half = np.array([r['ci95'] for r in rows])
+      lower = np.minimum(half, 0.9 * means)  # keep the bar on a log axis
+      ax.errorbar(horizons, means, yerr=[lower, half], label=s, capsize=2, **style)
     reference = problem['rate_values']
     anchor = problem['rows']['step_decay'][0]['mean'] / reference[0]
     ax.plot(horizons, anchor * np.array(reference), 'k--', label=f'paper: {problem["paper_rate"]}')
@@ -355,16 +389,24 @@ def main(argv: list[str] | None = None) -> dict:
   command = (
     'python benchmarks/theory.py' + (' --quick' if args.quick else '') + f' --out {args.out}'
   )
-  results: dict = {'command': command, 'horizons': horizons, 'seeds': seeds, 'problems': {}}
+  results: dict = {
+    'command': command,
+    'horizons': horizons,
+    'seeds': seeds,
+    'schedules': [*unit_schedules(2), 'auto'],
+    'problems': {},
+  }
   for problem in problems():
     grid = problem.eta0_grid[1::2] if args.quick else problem.eta0_grid
     per_key: dict = {}
     for horizon in horizons:
       t0 = time.perf_counter()
-      out = run_horizon(problem, horizon, seeds, grid)
-      results['schedules'] = out['schedules']
-      for key, errors in out['errors'].items():
-        per_key.setdefault(key, []).append(summarise(errors, grid))
+      for key, errors in run_horizon(problem, horizon, seeds, grid).items():
+        rows = summarise(errors, grid)
+        per_key.setdefault(key, []).append(rows)
+      step_decay_eta0 = rows[results['schedules'].index('step_decay')]['eta0']
+      for key, errors in run_auto(problem, horizon, seeds, step_decay_eta0).items():
+        per_key[key][-1] = per_key[key][-1] + summarise(errors, (step_decay_eta0,))
       print(
         f'[theory] {problem.name:14s} T={horizon:6d} ({time.perf_counter() - t0:.1f}s)', flush=True
       )

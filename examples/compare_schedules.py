@@ -131,9 +131,16 @@ def plot(out: Path, runs: dict[str, list[training.RunResult]]) -> None:
   matplotlib.use('Agg')
   import matplotlib.pyplot as plt
 
+  palette = plt.get_cmap('tab20').colors
+  colors = dict(zip(runs, palette[0::2] + palette[1::2], strict=False))
+
+  def style(name):  # step decay stands out; every schedule gets its own colour
+    return {'color': 'black', 'lw': 2.2} if name == 'step_decay' else {'color': colors[name]}
+
   fig, ax = plt.subplots(figsize=(8, 5))
   for name, results in runs.items():
-    ax.plot(np.arange(len(results[0].learning_rates)), results[0].learning_rates, label=name)
+    rates = results[0].learning_rates
+    ax.plot(np.arange(len(rates)), rates, label=name, **style(name))
   ax.set(yscale='log', xlabel='step', ylabel='learning rate', title='Step size (seed 0)')
   ax.legend(fontsize=8, ncol=2)
   fig.savefig(out / 'learning_rate.png', dpi=120, bbox_inches='tight')
@@ -146,10 +153,9 @@ def plot(out: Path, runs: dict[str, list[training.RunResult]]) -> None:
     for name, results in runs.items():
       curves = np.array([[row[key] for row in r.history] for r in results])
       epochs = np.arange(1, curves.shape[1] + 1)
-      (line,) = ax.plot(epochs, curves.mean(axis=0), label=name)
-      ax.fill_between(
-        epochs, curves.min(axis=0), curves.max(axis=0), color=line.get_color(), alpha=0.2
-      )
+      (line,) = ax.plot(epochs, curves.mean(axis=0), label=name, **style(name))
+      low, high = curves.min(axis=0), curves.max(axis=0)
+      ax.fill_between(epochs, low, high, color=line.get_color(), alpha=0.15)
     ax.set(xlabel='epoch', ylabel=label, title=f'{label} (mean, band: min-max over seeds)')
     if log:
       ax.set_yscale('log')

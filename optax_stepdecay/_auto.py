@@ -12,15 +12,6 @@ from jax.scipy.special import ndtri
 from optax_stepdecay import _validation as check
 
 
-class BatchMeanStats(NamedTuple):
-  """Running sums over the batch means of the statistic z and of the scale v."""
-
-  count: jax.Array  # type: ignore[assignment]  # a field, not tuple.count
-  z_total: jax.Array
-  z_total_sq: jax.Array
-  v_total: jax.Array
-
-
 class AutoStepDecayState(NamedTuple):
   """State of :func:`auto_step_decay`.
 
@@ -33,8 +24,8 @@ class AutoStepDecayState(NamedTuple):
     stage_step: updates applied in the current stage.
     batch_sum: sums of the statistic z and the scale v over the unfinished
       batch.
-    older: batch-mean statistics of the older half of the test window.
-    newer: batch-mean statistics of the newer half.
+    batch_means: ring buffer of the stage's batch means of z and v.
+    num_batches: batches completed in the stage.
   """
 
   count: jax.Array  # type: ignore[assignment]  # optax names it so
@@ -42,43 +33,38 @@ class AutoStepDecayState(NamedTuple):
   stage: jax.Array
   stage_step: jax.Array
   batch_sum: jax.Array
-  older: BatchMeanStats
-  newer: BatchMeanStats
-
-
-def _empty_stats() -> BatchMeanStats:
-  return BatchMeanStats(jnp.zeros([], jnp.int32), *(jnp.zeros([]) for _ in range(3)))
-
-
-def _add(stats: BatchMeanStats, z_mean: jax.Array, v_mean: jax.Array) -> BatchMeanStats:
-  return BatchMeanStats(
-    stats.count + 1, stats.z_total + z_mean, stats.z_total_sq + z_mean**2, stats.v_total + v_mean
-  )
-
-
-def _merge(a: BatchMeanStats, b: BatchMeanStats) -> BatchMeanStats:
-  return jax.tree.map(jnp.add, a, b)
+  batch_means: jax.Array
+  num_batches: jax.Array
 
 
 def _select(flag: jax.Array, a, b):
   return jax.tree.map(lambda x, y: jnp.where(flag, x, y), a, b)
 
 
-def stationarity_test(stats: BatchMeanStats, confidence: float, tolerance: float) -> jax.Array:
-  """Whether the mean of z is within ``tolerance * mean(v)`` of 0 with confidence.
+def stationarity_test(
+  batch_means: jax.Array, num_batches: jax.Array, confidence: float, tolerance: float
+) -> jax.Array:
+  """The equivalence test on the latest half of the stage's batches.
 
-  An equivalence test: with ``n`` batch means of z, of mean ``m`` and sample
-  variance ``s**2``, the interval ``m +- q * s / sqrt(n)`` (``q`` the
-  two-sided normal quantile of ``confidence``) must lie inside
-  ``(-tolerance * v, tolerance * v)``, ``v`` the mean of the scale. A noisy
-  or short window gives a wide interval and no cut. Needs two batches.
+  ``batch_means`` is a ring buffer of shape (capacity, 2): the batch means of
+  the statistic z and of the scale v, batch ``k`` in slot ``k % capacity``.
+  With the window's ``n`` means of z, of mean ``m`` and sample variance
+  ``s**2``, the interval ``m +- q * s / sqrt(n)`` (``q`` the two-sided normal
+  quantile of ``confidence``) must lie inside ``(-tolerance * v, tolerance *
+  v)``, ``v`` the window's mean scale: a short or noisy window gives a wide
+  interval and no cut. Needs two batches in the window.
   """
-  n = stats.count.astype(jnp.float32)
-  mean = stats.z_total / n
-  variance = jnp.maximum(stats.z_total_sq - n * mean**2, 0.0) / jnp.maximum(n - 1, 1)
+  capacity = batch_means.shape[0]
+  window = jnp.minimum((num_batches + 1) // 2, capacity)
+  age = (num_batches - 1 - jnp.arange(capacity)) % capacity  # 0 for the newest batch
+  weights = (age < window).astype(jnp.float32)
+  n = jnp.maximum(window.astype(jnp.float32), 1.0)
+  z, v = batch_means[:, 0], batch_means[:, 1]
+  mean = jnp.sum(weights * z) / n
+  variance = jnp.sum(weights * (z - mean) ** 2) / jnp.maximum(n - 1, 1.0)
   half_width = ndtri(0.5 + confidence / 2) * jnp.sqrt(variance / n)
-  bound = tolerance * stats.v_total / n
-  return (stats.count >= 2) & (jnp.abs(mean) + half_width < bound)
+  bound = tolerance * jnp.sum(weights * v) / n
+  return (window >= 2) & (jnp.abs(mean) + half_width < bound)
 
 
 def auto_step_decay(
@@ -90,6 +76,7 @@ def auto_step_decay(
   confidence: float = 0.95,
   tolerance: float = 0.2,
   min_value: float = 0.0,
+  max_batches: int = 1024,
 ) -> optax.GradientTransformation:
   r"""Step decay whose cuts are triggered by a test of stationarity (SASA+).
 
@@ -115,9 +102,9 @@ def auto_step_decay(
   (batch-means variance, normal quantile) lies within
   :math:`\pm\delta\,\overline{\|u\|^2}` (an equivalence test, as in SASA+: a
   short or noisy window gives a wide interval and no cut). The test window is
-  the most recent half (at least) of the stage's batches, kept in two
-  running halves: O(1) memory and one pass over the parameters per update.
-  A cut resets the statistics.
+  the latest half of the stage's batches (SASA+'s burn-in), kept as scalars
+  in a buffer of ``max_batches``: O(1) memory, one pass over the parameters
+  per update. A cut resets the statistics.
 
   Args:
     init_value: :math:`\eta_0`.
@@ -132,6 +119,8 @@ def auto_step_decay(
       of the mean of :math:`z` lies within :math:`\pm\delta` times the mean
       of :math:`\|u\|^2` (a relative imbalance below :math:`\delta`).
     min_value: floor on the step size.
+    max_batches: capacity of the buffer of batch means; the test window is
+      the latest half of the stage's batches, at most this many.
 
   Returns:
     An ``optax.GradientTransformation`` with an :class:`AutoStepDecayState`;
@@ -150,6 +139,7 @@ def auto_step_decay(
   check.check_decay_factor('decay_factor', decay_factor)
   check.check_integer('test_interval', test_interval, minimum=1)
   check.check_integer('min_stage_length', min_stage_length, minimum=2 * test_interval)
+  check.check_integer('max_batches', max_batches, minimum=2)
   check.check_finite('confidence', confidence)
   if not 0 < confidence < 1:
     raise ValueError(f'confidence must be in (0, 1), got {confidence!r}.')
@@ -167,8 +157,8 @@ def auto_step_decay(
       stage=zero,
       stage_step=zero,
       batch_sum=jnp.zeros([2]),
-      older=_empty_stats(),
-      newer=_empty_stats(),
+      batch_means=jnp.zeros([max_batches, 2]),
+      num_batches=zero,
     )
 
   def update_fn(updates, state, params=None):
@@ -183,28 +173,22 @@ def auto_step_decay(
     batch_sum = state.batch_sum + jnp.stack([2 * inner + scale, scale])
     batch_done = stage_step % test_interval == 0
 
-    # A finished batch joins the newer half; when that outgrows the older
-    # half, the older is dropped, so the window is the latest half or more.
-    newer = _add(state.newer, *(batch_sum / test_interval))
-    outgrown = newer.count > state.older.count
-    older_after, newer_after = _select(outgrown, (newer, _empty_stats()), (state.older, newer))
-    stationary = stationarity_test(_merge(older_after, newer_after), confidence, tolerance)
+    slot = state.num_batches % max_batches
+    batch_means = jnp.where(
+      batch_done, state.batch_means.at[slot].set(batch_sum / test_interval), state.batch_means
+    )
+    num_batches = state.num_batches + batch_done
+    stationary = stationarity_test(batch_means, num_batches, confidence, tolerance)
     cut = batch_done & (stage_step >= min_stage_length) & stationary
 
-    older_after, newer_after = _select(
-      batch_done, (older_after, newer_after), (state.older, state.newer)
-    )
-    older_after, newer_after = _select(
-      cut, (_empty_stats(), _empty_stats()), (older_after, newer_after)
-    )
     new_state = AutoStepDecayState(
       count=optax.safe_increment(state.count),
       learning_rate=lr,
       stage=state.stage + cut,
       stage_step=jnp.where(cut, 0, stage_step),
       batch_sum=jnp.where(batch_done, jnp.zeros(2), batch_sum),
-      older=older_after,
-      newer=newer_after,
+      batch_means=batch_means,
+      num_batches=jnp.where(cut, 0, num_batches),
     )
     return updates, new_state
 

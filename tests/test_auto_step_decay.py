@@ -123,6 +123,7 @@ def test_needs_params():
     (dict(min_stage_length=15), 'min_stage_length must be >= 20, got 15'),
     (dict(confidence=1.0), 'confidence must be in (0, 1), got 1.0'),
     (dict(tolerance=0.0), 'tolerance must be > 0, got 0.0'),
+    (dict(max_batches=1), 'max_batches must be >= 2, got 1'),
   ],
 )
 def test_bad_arguments(kwargs, message):
