@@ -146,8 +146,7 @@ def log_rate(power: float, log_power: float) -> Callable[[np.ndarray], np.ndarra
   return lambda t: np.log(t) ** log_power / t**power
 
 
-WIDE_GRID = (0.001, 0.003, 0.01, 0.03, 0.1, 0.3, 1.0, 3.0, 10.0)
-SMALL_GRID = (0.0003, 0.001, 0.003, 0.01, 0.03, 0.1, 0.3, 1.0)
+ETA0_GRID = (0.0003, 0.001, 0.003, 0.01, 0.03, 0.1, 0.3, 1.0, 3.0, 10.0)
 
 
 def problems() -> list[Problem]:
@@ -158,19 +157,19 @@ def problems() -> list[Problem]:
   return [
     Problem('logistic', 'smooth strongly convex: l2-logistic regression (breast cancer)',
             'O(ln T / T)', log_rate(1, 1), xb, yb, _logistic_loss, _ridge(lam),
-            WIDE_GRID, logistic_f_star(xb, yb, lam)),
+            ETA0_GRID, logistic_f_star(xb, yb, lam)),
     Problem('least_squares', 'smooth strongly convex: noisy least squares + 1e-2 ridge (diabetes)',
             'O(ln T / T)', log_rate(1, 1), xd, yd, _squared_loss, _ridge(lam),
-            SMALL_GRID, ridge_f_star(xd, yd, lam)),
+            ETA0_GRID, ridge_f_star(xd, yd, lam)),
     Problem('lad', 'convex non-smooth: least absolute deviations on a ball (diabetes)',
             'O(ln T / sqrt T)', log_rate(0.5, 1), xd, yd, _absolute_loss, lambda w, xp: 0.0,
-            SMALL_GRID, lad_star, radius=2 * float(np.linalg.norm(w_lad))),
+            ETA0_GRID, lad_star, radius=2 * float(np.linalg.norm(w_lad))),
     Problem('hinge', 'strongly convex non-smooth: l2-regularised hinge loss (breast cancer)',
             'O(ln^2 T / T)', log_rate(1, 2), xb, yb, _hinge_loss, _ridge(lam),
-            WIDE_GRID, hinge_f_star(xb, yb, lam)),
+            ETA0_GRID, hinge_f_star(xb, yb, lam)),
     Problem('nonconvex', 'non-convex smooth: logistic loss + 0.1 sum w^2/(1+w^2) (breast cancer)',
             'O(ln T / sqrt T)', log_rate(0.5, 1), xb, yb, _logistic_loss, _nonconvex_penalty(0.1),
-            WIDE_GRID),
+            ETA0_GRID),
   ]  # fmt: skip
 
 
