@@ -8,7 +8,6 @@ through unchecked.
 
 from __future__ import annotations
 
-import math
 import numbers
 from collections.abc import Sequence
 
@@ -103,7 +102,3 @@ def check_sequence(name: str, value: object) -> Sequence[object]:
   if hasattr(value, 'ndim') and value.ndim != 1:
     raise ValueError(f'{name} must be one-dimensional, got {value!r}.')
   return list(value)  # type: ignore[call-overload]
-
-
-def is_nan(value: object) -> bool:
-  return isinstance(value, float) and math.isnan(value)
