@@ -37,10 +37,6 @@ class AutoStepDecayState(NamedTuple):
   num_batches: jax.Array
 
 
-def _select(flag: jax.Array, a, b):
-  return jax.tree.map(lambda x, y: jnp.where(flag, x, y), a, b)
-
-
 def stationarity_test(
   batch_means: jax.Array, num_batches: jax.Array, confidence: float, tolerance: float
 ) -> jax.Array:

@@ -149,8 +149,7 @@ def reduce_on_plateau(
     count = state.count + 1
     ready = count >= accumulation_size
     evaluated = evaluate(state, total / count)
-    waiting = state._replace(count=count, accumulated_value=total)
-    state = jax.tree.map(lambda a, b: jnp.where(ready, a, b), evaluated, waiting)
+    state = jax.tree.map(lambda a, b: jnp.where(ready, a, b), evaluated, state)
     state = state._replace(
       count=jnp.where(ready, 0, count), accumulated_value=jnp.where(ready, 0.0, total)
     )
