@@ -197,10 +197,8 @@ def build_optimizer(
   return optax.chain(*parts)
 
 
-def eval_params(name: str, opt_state, params):
-  """The parameters to evaluate: schedule-free SGD evaluates its averaged iterate."""
-  if name != 'schedule_free':
-    return params
+def schedule_free_eval_params(opt_state, params):
+  """Schedule-free SGD's averaged iterate, the point it is evaluated at."""
   free = [
     s
     for s in jax.tree.leaves(

@@ -83,7 +83,7 @@ def evaluation_model(schedule: str, model: nnx.Module, optimizer: nnx.Optimizer)
   if schedule != 'schedule_free':
     return model
   graphdef, params, rest = nnx.split(model, nnx.Param, ...)
-  averaged = schedules.eval_params(schedule, _raw(optimizer.opt_state), _raw(params))
+  averaged = schedules.schedule_free_eval_params(_raw(optimizer.opt_state), _raw(params))
   return nnx.merge(graphdef, averaged, rest)
 
 
@@ -200,12 +200,13 @@ def train(config: RunConfig, dataset: data_lib.Dataset | None = None) -> RunResu
     bar = tqdm(total=steps_per_epoch, initial=offset, desc=f'epoch {epoch + 1}/{config.epochs}',
                disable=not interactive, leave=False)  # fmt: skip
     started = time.perf_counter()
+    rates, losses = [], []  # device scalars, fetched once at the end of the epoch
     for index in batches[offset:]:
       x = dataset.x_train[index]
       x = data_lib.augment(x, augment_rng) if augment else x
       loss, lr = step_fn(parallel.shard(x), parallel.shard(dataset.y_train[index]))
-      logs['learning_rates'].append(lr)
-      logs['epoch_losses'].append(loss)
+      rates.append(lr)
+      losses.append(loss)
       step += 1
       bar.update()
       if interactive and step % 10 == 0:
@@ -213,8 +214,8 @@ def train(config: RunConfig, dataset: data_lib.Dataset | None = None) -> RunResu
       if step == config.stop_after_steps:
         break
     bar.close()
-    logs['learning_rates'] = [float(v) for v in logs['learning_rates']]
-    logs['epoch_losses'] = [float(v) for v in logs['epoch_losses']]
+    logs['learning_rates'] += np.asarray(jax.device_get(rates), float).tolist()
+    logs['epoch_losses'] += np.asarray(jax.device_get(losses), float).tolist()
     if step % steps_per_epoch == 0:
       row = {
         'epoch': epoch + 1,
