@@ -53,14 +53,12 @@ class Problem:
   """f(w) = mean_i loss(w, x_i, y_i) + regulariser(w), optionally on a ball of radius `radius`."""
 
   name: str
-  setting: str
   paper_rate: str
   rate: Callable[[np.ndarray], np.ndarray]  # the paper's rate as a function of T
   x: np.ndarray
   y: np.ndarray
   loss: Callable  # (w, x, y) -> per-example losses, in jnp (float32) or np (float64)
   regulariser: Callable  # w -> float
-  eta0_grid: tuple[float, ...]
   f_star: float | None = None  # None: non-convex, measured by the gradient norm
   radius: float | None = None
   batch_size: int = 8
@@ -155,21 +153,21 @@ def problems() -> list[Problem]:
   lam = 1e-2
   lad_star, w_lad = lad_solution(xd, yd)
   return [
-    Problem('logistic', 'smooth strongly convex: l2-logistic regression (breast cancer)',
-            'O(ln T / T)', log_rate(1, 1), xb, yb, _logistic_loss, _ridge(lam),
-            ETA0_GRID, logistic_f_star(xb, yb, lam)),
-    Problem('least_squares', 'smooth strongly convex: noisy least squares + 1e-2 ridge (diabetes)',
-            'O(ln T / T)', log_rate(1, 1), xd, yd, _squared_loss, _ridge(lam),
-            ETA0_GRID, ridge_f_star(xd, yd, lam)),
-    Problem('lad', 'convex non-smooth: least absolute deviations on a ball (diabetes)',
-            'O(ln T / sqrt T)', log_rate(0.5, 1), xd, yd, _absolute_loss, lambda w, xp: 0.0,
-            ETA0_GRID, lad_star, radius=2 * float(np.linalg.norm(w_lad))),
-    Problem('hinge', 'strongly convex non-smooth: l2-regularised hinge loss (breast cancer)',
-            'O(ln^2 T / T)', log_rate(1, 2), xb, yb, _hinge_loss, _ridge(lam),
-            ETA0_GRID, hinge_f_star(xb, yb, lam)),
-    Problem('nonconvex', 'non-convex smooth: logistic loss + 0.1 sum w^2/(1+w^2) (breast cancer)',
-            'O(ln T / sqrt T)', log_rate(0.5, 1), xb, yb, _logistic_loss, _nonconvex_penalty(0.1),
-            ETA0_GRID),
+    # smooth strongly convex: l2-logistic regression (breast cancer)
+    Problem('logistic', 'O(ln T / T)', log_rate(1, 1), xb, yb, _logistic_loss, _ridge(lam),
+            logistic_f_star(xb, yb, lam)),
+    # smooth strongly convex: noisy least squares + 1e-2 ridge (diabetes)
+    Problem('least_squares', 'O(ln T / T)', log_rate(1, 1), xd, yd, _squared_loss, _ridge(lam),
+            ridge_f_star(xd, yd, lam)),
+    # convex non-smooth: least absolute deviations on a ball (diabetes)
+    Problem('lad', 'O(ln T / sqrt T)', log_rate(0.5, 1), xd, yd, _absolute_loss,
+            lambda w, xp: 0.0, lad_star, radius=2 * float(np.linalg.norm(w_lad))),
+    # strongly convex non-smooth: l2-regularised hinge loss (breast cancer)
+    Problem('hinge', 'O(ln^2 T / T)', log_rate(1, 2), xb, yb, _hinge_loss, _ridge(lam),
+            hinge_f_star(xb, yb, lam)),
+    # non-convex smooth: logistic loss + 0.1 sum w^2/(1+w^2) (breast cancer)
+    Problem('nonconvex', 'O(ln T / sqrt T)', log_rate(0.5, 1), xb, yb, _logistic_loss,
+            _nonconvex_penalty(0.1)),
   ]  # fmt: skip
 
 
@@ -396,7 +394,7 @@ def main(argv: list[str] | None = None) -> dict:
     'problems': {},
   }
   for problem in problems():
-    grid = problem.eta0_grid[1::2] if args.quick else problem.eta0_grid
+    grid = ETA0_GRID[1::2] if args.quick else ETA0_GRID
     per_key: dict = {}
     for horizon in horizons:
       t0 = time.perf_counter()
