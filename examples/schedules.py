@@ -179,15 +179,8 @@ def build_optimizer(
   if momentum:
     parts.append(optax.trace(momentum))
   if name == 'auto':
-    interval = budget.steps_per_epoch
-    parts.append(
-      osd.auto_step_decay(
-        eta0,
-        knob,
-        test_interval=interval,
-        min_stage_length=max(2 * interval, budget.total_steps // 10),
-      )
-    )
+    epoch = budget.steps_per_epoch  # no horizon: a test every epoch, stages of 2 or more
+    parts.append(osd.auto_step_decay(eta0, knob, test_interval=epoch, min_stage_length=2 * epoch))
     return optax.chain(*parts)
   parts.append(osd.scale_by_tracked_learning_rate(spec.build(eta0, knob, budget)))
   if name == 'plateau':

@@ -22,9 +22,11 @@ class AutoStepDecayState(NamedTuple):
     stage: the index of the current stage, i.e. the number of cuts so far;
       the next update uses ``init_value / decay_factor**stage``.
     stage_step: updates applied in the current stage.
-    batch_sum: sums of the statistic z and the scale v over the unfinished
-      batch.
-    batch_means: ring buffer of the stage's batch means of z and v.
+    reference: the point :math:`c` distances are measured from: zeros in the
+      first stage, the stage's first iterate afterwards.
+    running: the stage's running sums of the statistic z and the scale v.
+    history: ring buffer of ``running`` at the end of each of the stage's
+      batches, batch ``k`` in slot ``k % max_batches``.
     num_batches: batches completed in the stage.
   """
 
@@ -32,35 +34,43 @@ class AutoStepDecayState(NamedTuple):
   learning_rate: jax.Array
   stage: jax.Array
   stage_step: jax.Array
-  batch_sum: jax.Array
-  batch_means: jax.Array
+  reference: optax.Params
+  running: jax.Array
+  history: jax.Array
   num_batches: jax.Array
 
 
-def stationarity_test(
-  batch_means: jax.Array, num_batches: jax.Array, confidence: float, tolerance: float
-) -> jax.Array:
-  """The equivalence test on the latest half of the stage's batches.
+MIN_WINDOW = 4  # batch ends in the test window
 
-  ``batch_means`` is a ring buffer of shape (capacity, 2): the batch means of
-  the statistic z and of the scale v, batch ``k`` in slot ``k % capacity``.
-  With the window's ``n`` means of z, of mean ``m`` and sample variance
-  ``s**2``, the interval ``m +- q * s / sqrt(n)`` (``q`` the two-sided normal
-  quantile of ``confidence``) must lie inside ``(-tolerance * v, tolerance *
-  v)``, ``v`` the window's mean scale: a short or noisy window gives a wide
-  interval and no cut. Needs two batches in the window.
+
+def stationarity_test(
+  history: jax.Array, num_batches: jax.Array, confidence: float, tolerance: float
+) -> jax.Array:
+  r"""The equivalence test on the latest three quarters of the stage's batches.
+
+  ``history`` holds, at the end of each batch, the stage's running sums of z
+  and v. The window's sum of z telescopes: it is the change ``D`` of
+  :math:`s = \|x - c\|^2` from the window's first batch end to its last. At
+  stationarity the variance of that change is at most twice the variance of
+  :math:`s`, estimated from the window's batch ends, so the interval of
+  ``D`` is ``D +- q * sqrt(2 var(s))`` (``q`` the two-sided normal quantile
+  of ``confidence``); it must lie inside ``+-tolerance * V``, ``V`` the sum of
+  v over the same updates. Batch means of z would not do: consecutive ones
+  share an end point, and their variance overstates the mean's by up to the
+  number of batches. Needs four batch ends in the window.
   """
-  capacity = batch_means.shape[0]
-  window = jnp.minimum((num_batches + 1) // 2, capacity)
+  capacity = history.shape[0]
+  window = jnp.minimum(num_batches - num_batches // 4, capacity)
   age = (num_batches - 1 - jnp.arange(capacity)) % capacity  # 0 for the newest batch
-  weights = (age < window).astype(jnp.float32)
-  n = jnp.maximum(window.astype(jnp.float32), 1.0)
-  z, v = batch_means[:, 0], batch_means[:, 1]
-  mean = jnp.sum(weights * z) / n
-  variance = jnp.sum(weights * (z - mean) ** 2) / jnp.maximum(n - 1, 1.0)
-  half_width = ndtri(0.5 + confidence / 2) * jnp.sqrt(variance / n)
-  bound = tolerance * jnp.sum(weights * v) / n
-  return (window >= 2) & (jnp.abs(mean) + half_width < bound)
+  in_window = age < window
+  newest, oldest = history[(num_batches - 1) % capacity], history[(num_batches - window) % capacity]
+  change, scale = newest - oldest
+  n = jnp.maximum(window, 2).astype(jnp.float32)
+  s = history[:, 0]
+  mean = jnp.sum(jnp.where(in_window, s, 0.0)) / n
+  variance = jnp.sum(jnp.where(in_window, (s - mean) ** 2, 0.0)) / (n - 1)
+  half_width = ndtri(0.5 + confidence / 2) * jnp.sqrt(2 * variance)
+  return (window >= MIN_WINDOW) & (jnp.abs(change) + half_width < tolerance * scale)
 
 
 def auto_step_decay(
@@ -70,7 +80,7 @@ def auto_step_decay(
   test_interval: int,
   min_stage_length: int,
   confidence: float = 0.95,
-  tolerance: float = 0.2,
+  tolerance: float = 0.5,
   min_value: float = 0.0,
   max_batches: int = 1024,
 ) -> optax.GradientTransformation:
@@ -80,34 +90,42 @@ def auto_step_decay(
   and divides :math:`\eta` by ``decay_factor`` when the iterates look
   stationary. Place it last in the chain (after momentum, weight decay,
   clipping): it sees the final update :math:`u_t = -\eta_t d_t` and the
-  parameters :math:`x_t`, and tests the relation that holds when the
-  distribution of :math:`x_t` is stationary,
+  parameters :math:`x_t`, and tests the relation that holds, for any fixed
+  point :math:`c`, when the distribution of :math:`x_t` is stationary,
 
   .. math::
-    \mathbb{E}\left[\|x_{t+1}\|^2 - \|x_t\|^2\right]
-    = \mathbb{E}\left[2\langle x_t, u_t\rangle + \|u_t\|^2\right] = 0 .
+    \mathbb{E}\left[\|x_{t+1} - c\|^2 - \|x_t - c\|^2\right]
+    = \mathbb{E}\left[2\langle x_t - c, u_t\rangle + \|u_t\|^2\right] = 0 .
 
-  For plain SGD this is Lang, Xiao and Zhang's (2019) relation
-  :math:`\mathbb{E}\langle x, g\rangle = \frac{\eta}{2}\mathbb{E}\|g\|^2`; with
-  heavy-ball momentum :math:`\beta` it is Yaida's (2019)
+  With :math:`c = 0` and plain SGD this is Lang, Xiao and Zhang's (2019)
+  relation :math:`\mathbb{E}\langle x, g\rangle = \frac{\eta}{2}\mathbb{E}\|g\|^2`;
+  with heavy-ball momentum :math:`\beta` it is Yaida's (2019)
   :math:`\mathbb{E}\langle x, g\rangle = \frac{\eta}{2}(1+\beta)\,\mathbb{E}\|d\|^2`.
-  The statistic :math:`z_t = 2\langle x_t, u_t\rangle + \|u_t\|^2` is
-  averaged over batches of ``test_interval`` updates; after each batch, once
-  the stage is ``min_stage_length`` updates old, the stage is declared
-  stationary when the ``confidence`` interval of the mean of :math:`z`
-  (batch-means variance, normal quantile) lies within
-  :math:`\pm\delta\,\overline{\|u\|^2}` (an equivalence test, as in SASA+: a
-  short or noisy window gives a wide interval and no cut). The test window is
-  the latest half of the stage's batches (SASA+'s burn-in), kept as scalars
-  in a buffer of ``max_batches``: O(1) memory, one pass over the parameters
-  per update. A cut resets the statistics.
+  The first stage measures from :math:`c = 0`; every later stage from its
+  first iterate, which the test found stationary at the previous step size
+  and so lies near the minimiser: the statistic's noise then scales with the
+  spread of the iterates instead of with :math:`\|x^\star\|`.
+
+  The statistic :math:`z_t = 2\langle x_t - c, u_t\rangle + \|u_t\|^2`
+  and the scale :math:`v_t = \|u_t\|^2` are summed over the stage and
+  recorded every ``test_interval`` updates (a batch). After each batch, once
+  the stage is ``min_stage_length`` updates old, the window of the latest
+  three quarters of the stage's batches (the first quarter is burn-in) is
+  declared stationary when the ``confidence`` interval of the window's sum
+  of :math:`z` lies within :math:`\pm\delta` times its sum of :math:`v`
+  (an equivalence test, as in SASA+: a short or noisy window gives a wide
+  interval and no cut). The sum of :math:`z` telescopes to the change of
+  :math:`\|x - c\|^2` over the window, whose variance at stationarity is at
+  most twice that of :math:`\|x - c\|^2` at the window's batch ends; the
+  interval uses that bound. Memory: one copy of the parameters (:math:`c`)
+  and ``max_batches`` pairs of scalars; one pass over the parameters per
+  update. A cut resets the statistics.
 
   Args:
     init_value: :math:`\eta_0`.
     decay_factor: :math:`\alpha \ge 1`, the divisor at each cut.
-    test_interval: updates per batch, and between tests, :math:`\ge 1`. With
-      momentum :math:`\beta` consecutive updates are correlated: use batches
-      much longer than :math:`1 / (1 - \beta)` (say 100 for 0.9).
+    test_interval: updates per batch, and between tests, :math:`\ge 1`. A
+      stage lasts at least five batches (four batch ends in the window).
     min_stage_length: updates before the first test of a stage,
       :math:`\ge 2` ``test_interval``.
     confidence: level of the interval, in (0, 1).
@@ -115,8 +133,8 @@ def auto_step_decay(
       of the mean of :math:`z` lies within :math:`\pm\delta` times the mean
       of :math:`\|u\|^2` (a relative imbalance below :math:`\delta`).
     min_value: floor on the step size.
-    max_batches: capacity of the buffer of batch means; the test window is
-      the latest half of the stage's batches, at most this many.
+    max_batches: capacity of the buffer of batch ends; the test window is at
+      most this many batches.
 
   Returns:
     An ``optax.GradientTransformation`` with an :class:`AutoStepDecayState`;
@@ -135,7 +153,7 @@ def auto_step_decay(
   check.check_decay_factor('decay_factor', decay_factor)
   check.check_integer('test_interval', test_interval, minimum=1)
   check.check_integer('min_stage_length', min_stage_length, minimum=2 * test_interval)
-  check.check_integer('max_batches', max_batches, minimum=2)
+  check.check_integer('max_batches', max_batches, minimum=MIN_WINDOW)
   check.check_finite('confidence', confidence)
   if not 0 < confidence < 1:
     raise ValueError(f'confidence must be in (0, 1), got {confidence!r}.')
@@ -145,15 +163,15 @@ def auto_step_decay(
     raise ValueError(f'tolerance must be > 0, got {tolerance!r}.')
 
   def init_fn(params: optax.Params) -> AutoStepDecayState:
-    del params
     zero = jnp.zeros([], jnp.int32)
     return AutoStepDecayState(
       count=zero,
       learning_rate=jnp.asarray(init_value, jnp.float32),
       stage=zero,
       stage_step=zero,
-      batch_sum=jnp.zeros([2]),
-      batch_means=jnp.zeros([max_batches, 2]),
+      reference=optax.tree.zeros_like(params),
+      running=jnp.zeros([2]),
+      history=jnp.zeros([max_batches, 2]),
       num_batches=zero,
     )
 
@@ -162,28 +180,31 @@ def auto_step_decay(
       raise ValueError('auto_step_decay needs params: update(updates, state, params).')
     lr = jnp.maximum(init_value / jnp.float32(decay_factor) ** state.stage, min_value)
     updates = jax.tree.map(lambda d: (-lr * d).astype(d.dtype), updates)
-    pairs = list(zip(jax.tree.leaves(params), jax.tree.leaves(updates), strict=True))
-    inner = sum(jnp.vdot(x.astype(jnp.float32), u.astype(jnp.float32)) for x, u in pairs)
-    scale = sum(jnp.sum(jnp.square(u.astype(jnp.float32))) for _, u in pairs)
+    leaves = zip(*(jax.tree.leaves(t) for t in (params, updates, state.reference)), strict=True)
+    inner, scale = jnp.zeros([]), jnp.zeros([])
+    for x, u, c in leaves:
+      step = u.astype(jnp.float32)
+      inner += jnp.vdot(x.astype(jnp.float32) - c.astype(jnp.float32), step)
+      scale += jnp.vdot(step, step)
     stage_step = state.stage_step + 1
-    batch_sum = state.batch_sum + jnp.stack([2 * inner + scale, scale])
+    running = state.running + jnp.stack([2 * inner + scale, scale])
     batch_done = stage_step % test_interval == 0
 
     slot = state.num_batches % max_batches
-    batch_means = jnp.where(
-      batch_done, state.batch_means.at[slot].set(batch_sum / test_interval), state.batch_means
-    )
+    history = jnp.where(batch_done, state.history.at[slot].set(running), state.history)
     num_batches = state.num_batches + batch_done
-    stationary = stationarity_test(batch_means, num_batches, confidence, tolerance)
+    stationary = stationarity_test(history, num_batches, confidence, tolerance)
     cut = batch_done & (stage_step >= min_stage_length) & stationary
 
+    next_iterate = jax.tree.map(lambda x, u: x + u, params, updates)
     new_state = AutoStepDecayState(
       count=optax.safe_increment(state.count),
       learning_rate=lr,
       stage=state.stage + cut,
       stage_step=jnp.where(cut, 0, stage_step),
-      batch_sum=jnp.where(batch_done, jnp.zeros(2), batch_sum),
-      batch_means=batch_means,
+      reference=optax.tree.where(cut, next_iterate, state.reference),
+      running=jnp.where(cut, jnp.zeros(2), running),
+      history=history,
       num_batches=jnp.where(cut, 0, num_batches),
     )
     return updates, new_state

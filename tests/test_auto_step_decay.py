@@ -14,18 +14,21 @@ CURVATURE = jnp.linspace(0.2, 2.0, 20)
 START = 10.0
 
 
-def noisy_quadratic(tx, seed, num_steps, momentum=None):
-  """SGD on 0.5 * sum(a x^2) with N(0, 1) gradient noise; returns |x_t|^2 and stage per step."""
+def noisy_quadratic(tx, seed, num_steps, momentum=None, minimiser=0.0):
+  """SGD on 0.5 * sum(a (x - m)^2) with N(0, 1) gradient noise, from m - START.
+
+  Returns |x_t - m|^2 and the stage per step, and the final state.
+  """
   if momentum is not None:
     tx = optax.chain(optax.trace(momentum), tx)
-  x = jnp.full(CURVATURE.shape, START)
+  x = jnp.full(CURVATURE.shape, minimiser - START)
   noise = jax.random.normal(jax.random.key(seed), (num_steps, *CURVATURE.shape))
 
   def body(carry, n):
     x, state = carry
-    updates, state = tx.update(CURVATURE * x + n, state, x)
+    updates, state = tx.update(CURVATURE * (x - minimiser) + n, state, x)
     stage = optax.tree_utils.tree_get(state, 'stage')
-    return (x + updates, state), (jnp.sum(x**2), stage)
+    return (x + updates, state), (jnp.sum((x - minimiser) ** 2), stage)
 
   (_, state), (sq_norms, stages) = jax.jit(lambda s: jax.lax.scan(body, (x, s), noise))(tx.init(x))
   return np.asarray(sq_norms), np.asarray(stages), state
@@ -59,6 +62,34 @@ def test_cuts_keep_coming_as_each_floor_is_reached():
   assert int(state.stage) >= 3
   # Each cut halves the step and so the noise floor.
   assert sq_norms[-200:].mean() < 0.5 * sq_norms[300:400].mean()
+
+
+@pytest.mark.parametrize('seed', range(3))
+def test_minimiser_far_from_the_origin(seed):
+  # The first stage measures from the origin, 45 away from the minimiser: the
+  # window's change of |x|^2 is noisy but its interval accounts for that.
+  lr = 0.2
+  tx = osd.auto_step_decay(lr, 2.0, test_interval=20, min_stage_length=200)
+  _, stages, state = noisy_quadratic(tx, seed, 4000, minimiser=START)
+  first_cut = int(np.argmax(stages > 0))
+  expected, floor = expected_sq_norm(lr, first_cut)
+  assert expected <= 1.25 * floor, (first_cut, expected, floor)
+  assert int(state.stage) >= 3
+
+
+def test_later_stages_measure_from_their_first_iterate():
+  tx = osd.auto_step_decay(0.2, 2.0, test_interval=20, min_stage_length=200)
+  x = jnp.full(CURVATURE.shape, START)
+  state = tx.init(x)
+  chex.assert_trees_all_equal(state.reference, jnp.zeros_like(x))
+  update = jax.jit(tx.update)
+  for i in range(2000):
+    updates, state = update(CURVATURE * x + jax.random.normal(jax.random.key(i), x.shape), state, x)
+    x = x + updates
+    if int(state.stage) == 1:
+      break
+  assert int(state.stage) == 1 and int(state.stage_step) == 0
+  chex.assert_trees_all_close(state.reference, x, rtol=1e-6)
 
 
 def test_with_heavy_ball_momentum():
@@ -123,7 +154,7 @@ def test_needs_params():
     (dict(min_stage_length=15), 'min_stage_length must be >= 20, got 15'),
     (dict(confidence=1.0), 'confidence must be in (0, 1), got 1.0'),
     (dict(tolerance=0.0), 'tolerance must be > 0, got 0.0'),
-    (dict(max_batches=1), 'max_batches must be >= 2, got 1'),
+    (dict(max_batches=3), 'max_batches must be >= 4, got 3'),
   ],
 )
 def test_bad_arguments(kwargs, message):
