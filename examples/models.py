@@ -1,8 +1,9 @@
-"""Flax NNX models for the examples: an MLP, a small CNN and ResNet-20."""
+"""Flax NNX models for the examples: an MLP, a 1-D CNN, a small 2-D CNN and ResNet-20."""
 
 from __future__ import annotations
 
 import itertools
+import math
 from collections.abc import Sequence
 
 import jax
@@ -23,6 +24,57 @@ class MLP(nnx.Module):
     for layer in self.hidden:
       x = nnx.relu(layer(x))
     return self.out(x)
+
+
+class Conv1D(nnx.Module):
+  """A strided 1-D convolution with 'SAME' padding, as ``nnx.Conv`` computes it.
+
+  It multiplies the unfolded input patches by the kernel instead of calling
+  XLA's convolution: on CPU that is about six times faster for these tiny
+  convolutions, and it stays a plain batched matmul under ``jax.vmap`` (a
+  vmapped ``nnx.Conv`` becomes a grouped convolution). The kernel has
+  ``nnx.Conv``'s layout, ``(kernel_size, in_features, out_features)``.
+  """
+
+  def __init__(
+    self, in_features: int, out_features: int, kernel_size: int, stride: int, *, rngs: nnx.Rngs
+  ):
+    init = nnx.initializers.lecun_normal()
+    self.kernel = nnx.Param(init(rngs.params(), (kernel_size, in_features, out_features)))
+    self.bias = nnx.Param(jnp.zeros(out_features))
+    self.kernel_size, self.stride = kernel_size, stride
+
+  def __call__(self, x: jax.Array) -> jax.Array:
+    length = x.shape[1]
+    out_length = -(-length // self.stride)
+    padding = max((out_length - 1) * self.stride + self.kernel_size - length, 0)
+    x = jnp.pad(x, ((0, 0), (padding // 2, padding - padding // 2), (0, 0)))
+    starts = jnp.arange(out_length) * self.stride
+    patches = x[:, starts[:, None] + jnp.arange(self.kernel_size)[None, :], :]
+    return jnp.einsum('nlki,kio->nlo', patches, self.kernel[...]) + self.bias[...]
+
+
+class CNN1D(nnx.Module):
+  """Three strided 1-D conv layers with ReLU, then a linear classifier (for MNIST-1D).
+
+  The shape of Greydanus's (2020) MNIST-1D baseline CNN: kernel sizes 5, 3, 3,
+  stride 2, so a length-40 sequence becomes 5 positions of ``channels``.
+  """
+
+  def __init__(self, length: int, channels: int, num_classes: int, *, rngs: nnx.Rngs):
+    self.convs = nnx.List(
+      [
+        Conv1D(1, channels, 5, 2, rngs=rngs),
+        Conv1D(channels, channels, 3, 2, rngs=rngs),
+        Conv1D(channels, channels, 3, 2, rngs=rngs),
+      ]
+    )
+    self.out = nnx.Linear(channels * -(-length // 8), num_classes, rngs=rngs)
+
+  def __call__(self, x: jax.Array) -> jax.Array:
+    for conv in self.convs:
+      x = nnx.relu(conv(x))
+    return self.out(x.reshape(x.shape[0], -1))
 
 
 class SmallCNN(nnx.Module):
@@ -80,19 +132,27 @@ class ResNet20(nnx.Module):
     return self.out(x.mean(axis=(1, 2)))
 
 
-MODELS = ('mlp', 'cnn', 'resnet20')
+MODELS = {
+  'mlp': (
+    'inputs of any shape',
+    lambda shape, classes, rngs: MLP(math.prod(shape), [100], classes, rngs=rngs),
+  ),
+  'cnn1d': (
+    'sequences (L, 1)',
+    lambda shape, classes, rngs: CNN1D(shape[0], 32, classes, rngs=rngs),
+  ),
+  'cnn': (
+    'images (H, W, C)',
+    lambda shape, classes, rngs: SmallCNN(shape[2], classes, shape[0], rngs=rngs),
+  ),
+  'resnet20': ('32x32 images', lambda shape, classes, rngs: ResNet20(shape[2], classes, rngs=rngs)),
+}
 
 
 def create_model(
-  name: str, image_shape: tuple[int, ...], num_classes: int, seed: int
+  name: str, input_shape: tuple[int, ...], num_classes: int, seed: int
 ) -> nnx.Module:
-  """Builds a model by name for images of shape (H, W, C)."""
-  rngs = nnx.Rngs(seed)
-  height, _, channels = image_shape
-  if name == 'mlp':
-    return MLP(int(jnp.prod(jnp.array(image_shape))), [100], num_classes, rngs=rngs)
-  if name == 'cnn':
-    return SmallCNN(channels, num_classes, height, rngs=rngs)
-  if name == 'resnet20':
-    return ResNet20(channels, num_classes, rngs=rngs)
-  raise ValueError(f'unknown model {name!r}; choose from {MODELS}.')
+  """Builds a model by name for inputs of shape ``input_shape`` (no batch axis)."""
+  if name not in MODELS:
+    raise ValueError(f'unknown model {name!r}; choose from {sorted(MODELS)}.')
+  return MODELS[name][1](tuple(input_shape), num_classes, nnx.Rngs(seed))

@@ -1,21 +1,33 @@
-"""The step sizes the examples compare, by name, each as a complete optax optimizer.
+"""The step sizes the examples compare: a registry in which every entry carries its own hooks.
 
-Every optimizer is SGD with coupled L2 weight decay and optional heavy-ball
-momentum (torch's ``SGD``, as the paper's experiments); only the step size
-differs. Each schedule has ``eta0`` and at most one decay knob.
+Every optimizer is SGD with coupled L2 weight decay and heavy-ball momentum
+(``torch.optim.SGD``, as in the paper's experiments); only the step size
+differs. Each entry has ``eta0`` and at most one decay knob, and says:
+
+* ``prepare(knob, budget)``: the knob turned into the numbers the step size
+  needs, on the host (integers such as stage lengths are exact there);
+* ``build(eta0, hyper, budget, momentum)``: the optimizer, from ``eta0`` and
+  those numbers, which may be traced: ``jax.vmap`` over them trains a whole
+  grid of one schedule in one program;
+* ``eval_params(opt_state, params)``: the point to evaluate (the parameters,
+  or schedule-free SGD's average).
+
+No schedule name appears outside this file.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import functools
-import math
 from collections.abc import Callable
+from typing import Any
 
 import jax
+import jax.numpy as jnp
 import optax
 
 import optax_stepdecay as osd
+
+Hyper = dict[str, Any]  # numbers from `prepare`: Python scalars, or traced under vmap
 
 
 @dataclasses.dataclass(frozen=True)
@@ -26,177 +38,248 @@ class Budget:
   steps_per_epoch: int
 
 
+def _params(opt_state: optax.OptState, params: optax.Params) -> optax.Params:
+  del opt_state
+  return params
+
+
 @dataclasses.dataclass(frozen=True)
 class ScheduleSpec:
-  """A named step size: how to build it, and the grid it is tuned on."""
+  """A named step size: how to build, tune and evaluate it."""
 
-  name: str
   describe: str
-  build: Callable[[float, float | None, Budget], optax.Schedule]
+  build: Callable[[Any, Hyper, Budget, float], optax.GradientTransformation]
+  family: str  # plots group schedules by family
   knob: str | None = None
-  default_knob: float | None = None
+  knob_help: str = ''
   knob_grid: tuple[float, ...] = ()
+  prepare: Callable[[float | None, Budget], Hyper] = lambda knob, _: (
+    {} if knob is None else {'knob': knob}
+  )
+  eval_params: Callable[[optax.OptState, optax.Params], optax.Params] = _params
+  eta0_from: str | None = None  # untuned: runs with this schedule's tuned eta0
+  default_knob: float | None = None
+
+  def __post_init__(self) -> None:
+    if self.knob_grid and self.default_knob is None:
+      object.__setattr__(self, 'default_knob', self.knob_grid[len(self.knob_grid) // 2])
 
 
-def _step_decay(eta0: float, alpha: float | None, budget: Budget) -> optax.Schedule:
-  # The paper's prescription, floor(log_alpha T) stages. (The authors halved it for
-  # 164-epoch CIFAR runs; at the few thousand steps of these examples half would
-  # often leave a single stage, i.e. a constant step.)
-  return osd.fixed_horizon_step_decay_schedule(eta0, budget.total_steps, alpha or 3.0)
+def _sgd(step_size: optax.GradientTransformation, momentum: float) -> optax.GradientTransformation:
+  return optax.chain(optax.trace(momentum), step_size) if momentum else step_size
 
 
-def _multistep(eta0: float, factor: float | None, budget: Budget) -> optax.Schedule:
-  epochs = budget.total_steps // budget.steps_per_epoch
-  milestones = sorted({max(1, epochs // 2), max(1, (3 * epochs) // 4)})
-  return osd.multistep_decay_schedule(
-    eta0, milestones, factor or 10.0, steps_per_epoch=budget.steps_per_epoch
+def _scheduled(schedule: Callable[[Any, Hyper, Budget], optax.Schedule]):
+  """A build hook for a plain schedule: SGD scaled by ``schedule(eta0, hyper, budget)``."""
+
+  def build(eta0, hyper: Hyper, budget: Budget, momentum: float) -> optax.GradientTransformation:
+    return _sgd(osd.scale_by_tracked_learning_rate(schedule(eta0, hyper, budget)), momentum)
+
+  return build
+
+
+def _prepare_step_decay(alpha: float | None, budget: Budget) -> Hyper:
+  # The paper's prescription: N = floor(log_alpha T) stages of T // N updates, the last
+  # to the end (the authors' deep-net code halves N; at these budgets that leaves
+  # one or two stages).
+  num_stages = osd.horizon_num_stages(budget.total_steps, alpha)
+  return {
+    'alpha': alpha,
+    'stage_length': budget.total_steps // num_stages,
+    'num_stages': num_stages,
+  }
+
+
+def _step_decay(eta0, hyper: Hyper, budget: Budget) -> optax.Schedule:
+  del budget
+  return osd.step_decay_schedule(
+    eta0, hyper['alpha'], hyper['stage_length'], num_stages=hyper['num_stages']
   )
 
 
-def _inv_t(eta0: float, a: float | None, budget: Budget) -> optax.Schedule:
-  rate = (a or 10.0) / budget.total_steps  # knob = a * T: the step falls to eta0 / (1 + knob)
+def _multistep(eta0, hyper: Hyper, budget: Budget) -> optax.Schedule:
+  del hyper
+  return osd.multistep_decay_schedule(
+    eta0, [budget.total_steps // 2, (3 * budget.total_steps) // 4], 10.0
+  )
+
+
+def _inv_t(eta0, hyper: Hyper, budget: Budget) -> optax.Schedule:
+  rate = hyper['knob'] / budget.total_steps  # the step falls to eta0 / (1 + knob) at T
   return lambda t: eta0 / (1 + rate * t)
 
 
-def _inv_sqrt_t(eta0: float, a: float | None, budget: Budget) -> optax.Schedule:
-  rate = (a or 10.0) / math.sqrt(budget.total_steps)
-  return lambda t: eta0 / (1 + rate * jax.numpy.sqrt(t))
+def _inv_sqrt_t(eta0, hyper: Hyper, budget: Budget) -> optax.Schedule:
+  rate = hyper['knob'] / budget.total_steps**0.5
+  return lambda t: eta0 / (1 + rate * jnp.sqrt(t))
 
 
-def _exponential(eta0: float, b: float | None, budget: Budget) -> optax.Schedule:
-  # Li, Zhuang and Orabona (2021): beta = (b / T)**(1 / T), so the last step is eta0 * b / T.
-  total = budget.total_steps
-  return optax.exponential_decay(eta0, 1, ((b or 10.0) / total) ** (1 / total))
+def _exponential(eta0, hyper: Hyper, budget: Budget) -> optax.Schedule:
+  # Li, Zhuang and Orabona (2021): eta0 * beta**t with beta = (b / T)**(1 / T).
+  log_beta = jnp.log(hyper['knob'] / budget.total_steps) / budget.total_steps
+  return lambda t: eta0 * jnp.exp(log_beta * t)
+
+
+def _cosine(eta0, hyper: Hyper, budget: Budget) -> optax.Schedule:
+  del hyper
+  return optax.cosine_decay_schedule(eta0, budget.total_steps)
 
 
 def _warmup_steps(budget: Budget) -> int:
   return max(1, budget.total_steps // 20)
 
 
-def _wsd(eta0: float, decay_fraction: float | None, budget: Budget) -> optax.Schedule:
-  total, warmup = budget.total_steps, _warmup_steps(budget)
-  decay = max(1, int(total * (decay_fraction or 0.2)))
-  return optax.join_schedules(
-    [
-      optax.linear_schedule(0.0, eta0, warmup),
-      optax.constant_schedule(eta0),
-      optax.linear_schedule(eta0, 0.0, decay),
-    ],
-    [warmup, total - decay],
+def _prepare_wsd(fraction: float | None, budget: Budget) -> Hyper:
+  return {'decay_steps': max(1, round(budget.total_steps * (fraction or 0.2)))}
+
+
+def _wsd(eta0, hyper: Hyper, budget: Budget) -> optax.Schedule:
+  # 5% linear warmup from 0, constant, then linear to 0 over the last decay_steps.
+  warmup, total = _warmup_steps(budget), budget.total_steps
+
+  def schedule(t):
+    ramp_up = jnp.minimum((t + 1) / warmup, 1.0)
+    ramp_down = jnp.clip((total - t) / hyper['decay_steps'], 0.0, 1.0)
+    return eta0 * jnp.minimum(ramp_up, ramp_down)
+
+  return schedule
+
+
+def _constant(eta0, hyper: Hyper, budget: Budget) -> optax.Schedule:
+  del hyper, budget
+  return lambda t: eta0 * jnp.ones_like(t, dtype=jnp.float32)
+
+
+def _plateau(eta0, hyper: Hyper, budget: Budget, momentum: float) -> optax.GradientTransformation:
+  # Evaluated on the mean training loss of each epoch (the `value` of every update).
+  cut = osd.reduce_on_plateau(
+    decay_factor=hyper['knob'], patience=3, accumulation_size=budget.steps_per_epoch
   )
+  return optax.chain(_scheduled(_constant)(eta0, hyper, budget, momentum), cut)
 
 
-def _constant(eta0: float, _: float | None, budget: Budget) -> optax.Schedule:
-  del budget
-  return osd.stagewise_schedule([], [eta0])
+def _auto(eta0, hyper: Hyper, budget: Budget, momentum: float) -> optax.GradientTransformation:
+  del hyper
+  epoch = budget.steps_per_epoch  # no horizon: a test every epoch, stages of two or more
+  auto = osd.auto_step_decay(eta0, 10.0, test_interval=epoch, min_stage_length=2 * epoch)
+  return _sgd(auto, momentum)
 
 
-SCHEDULES: dict[str, ScheduleSpec] = {
-  spec.name: spec
-  for spec in [
-    ScheduleSpec(
-      'step_decay',
-      'fixed-horizon step decay (paper)',
-      _step_decay,
-      'decay_factor',
-      3.0,
-      (2.0, 3.0, 6.0, 10.0),
-    ),
-    ScheduleSpec(
-      'multistep',
-      'x1/factor at 50% and 75% of epochs',
-      _multistep,
-      'decay_factor',
-      10.0,
-      (3.0, 10.0),
-    ),
-    ScheduleSpec('constant', 'constant eta0', _constant),
-    ScheduleSpec(
-      'inv_t', 'eta0 / (1 + a t), knob a*T', _inv_t, 'a_times_T', 10.0, (1.0, 10.0, 100.0)
-    ),
-    ScheduleSpec(
-      'inv_sqrt_t',
-      'eta0 / (1 + a sqrt t), knob a*sqrt(T)',
-      _inv_sqrt_t,
-      'a_times_sqrt_T',
-      10.0,
-      (1.0, 10.0, 100.0),
-    ),
-    ScheduleSpec(
-      'exponential', 'eta0 (b/T)^(t/T) (Li et al.)', _exponential, 'b', 10.0, (1.0, 10.0, 100.0)
-    ),
-    ScheduleSpec(
-      'cosine', 'cosine to 0 (optax)', lambda e, _, b: optax.cosine_decay_schedule(e, b.total_steps)
-    ),
-    ScheduleSpec(
-      'warmup_cosine',
-      '5% warmup, cosine to 0 (optax)',
-      lambda e, _, b: optax.warmup_cosine_decay_schedule(0.0, e, _warmup_steps(b), b.total_steps),
-    ),
-    ScheduleSpec('wsd', 'warmup-stable-decay', _wsd, 'decay_fraction', 0.2, (0.1, 0.2, 0.4)),
-    ScheduleSpec('schedule_free', 'schedule-free SGD (optax.contrib)', _constant),
-    ScheduleSpec(
-      'plateau',
-      'reduce_on_plateau on the epoch train loss',
-      _constant,
-      'decay_factor',
-      10.0,
-      (3.0, 10.0),
-    ),
-    ScheduleSpec('auto', 'auto_step_decay (SASA+ test)', _constant, 'decay_factor', 10.0),
-  ]
-}
+def _schedule_free(eta0, hyper, budget: Budget, momentum: float) -> optax.GradientTransformation:
+  del hyper
+  free = optax.inject_hyperparams(optax.contrib.schedule_free_sgd, static_args=('warmup_steps',))
+  return free(learning_rate=eta0, warmup_steps=_warmup_steps(budget), b1=momentum or 0.9)
 
 
-@functools.cache  # one optimizer object per configuration: runs that share it share compiles
-def build_optimizer(
-  name: str,
-  eta0: float,
-  knob: float | None,
-  budget: Budget,
-  *,
-  momentum: float = 0.0,
-  weight_decay: float = 0.0,
-) -> optax.GradientTransformationExtraArgs:
-  """SGD with the named step size; ``osd.current_learning_rate`` reads its step size.
-
-  ``plateau`` expects ``update(..., value=loss)``; every other one ignores it.
-  """
-  if name not in SCHEDULES:
-    raise ValueError(f'unknown schedule {name!r}; choose from {sorted(SCHEDULES)}.')
-  spec = SCHEDULES[name]
-  knob = spec.default_knob if knob is None else knob
-  parts: list[optax.GradientTransformation] = []
-  if weight_decay:
-    parts.append(optax.add_decayed_weights(weight_decay))
-  if name == 'schedule_free':
-    parts.append(
-      optax.inject_hyperparams(optax.contrib.schedule_free_sgd, static_args=('warmup_steps',))(
-        learning_rate=eta0, warmup_steps=_warmup_steps(budget), b1=momentum or 0.9
-      )
-    )
-    return optax.chain(*parts)
-  if momentum:
-    parts.append(optax.trace(momentum))
-  if name == 'auto':
-    epoch = budget.steps_per_epoch  # no horizon: a test every epoch, stages of 2 or more
-    parts.append(osd.auto_step_decay(eta0, knob, test_interval=epoch, min_stage_length=2 * epoch))
-    return optax.chain(*parts)
-  parts.append(osd.scale_by_tracked_learning_rate(spec.build(eta0, knob, budget)))
-  if name == 'plateau':
-    parts.append(
-      osd.reduce_on_plateau(decay_factor=knob, patience=2, accumulation_size=budget.steps_per_epoch)
-    )
-  return optax.chain(*parts)
-
-
-def schedule_free_eval_params(opt_state, params):
-  """Schedule-free SGD's averaged iterate, the point it is evaluated at."""
-  free = [
+def _schedule_free_eval(opt_state: optax.OptState, params: optax.Params) -> optax.Params:
+  (state,) = [
     s
     for s in jax.tree.leaves(
       opt_state, is_leaf=lambda s: isinstance(s, optax.contrib.ScheduleFreeState)
     )
     if isinstance(s, optax.contrib.ScheduleFreeState)
   ]
-  return optax.contrib.schedule_free_eval_params(free[0], params)
+  return optax.contrib.schedule_free_eval_params(state, params)
+
+
+SCHEDULES: dict[str, ScheduleSpec] = {
+  'step_decay': ScheduleSpec(
+    "the paper's step decay: floor(log_alpha T) stages of equal length, each /alpha",
+    _scheduled(_step_decay),
+    'step',
+    'alpha',
+    'the divisor at each cut; it also sets the number of stages',
+    (2.0, 3.0, 6.0, 10.0),
+    _prepare_step_decay,
+  ),
+  'multistep': ScheduleSpec('/10 at 50% and 75% of the updates', _scheduled(_multistep), 'step'),
+  'plateau': ScheduleSpec(
+    "reduce_on_plateau on each epoch's training loss, patience 3",
+    _plateau,
+    'step',
+    'decay_factor',
+    'the divisor at each cut',
+    (2.0, 3.0, 10.0),
+  ),
+  'auto': ScheduleSpec(
+    "auto_step_decay (/10 when a stationarity test passes), untuned: step_decay's eta0",
+    _auto,
+    'step',
+    eta0_from='step_decay',
+  ),
+  'constant': ScheduleSpec('eta0 throughout', _scheduled(_constant), 'step'),
+  'inv_t': ScheduleSpec(
+    'eta0 / (1 + a t)',
+    _scheduled(_inv_t),
+    'smooth',
+    'a_times_T',
+    'a T: the step falls to eta0 / (1 + knob) at the end',
+    (1.0, 10.0, 100.0),
+  ),
+  'inv_sqrt_t': ScheduleSpec(
+    'eta0 / (1 + a sqrt(t))',
+    _scheduled(_inv_sqrt_t),
+    'smooth',
+    'a_times_sqrt_T',
+    'a sqrt(T): the step falls to eta0 / (1 + knob) at the end',
+    (1.0, 10.0, 100.0),
+  ),
+  'exponential': ScheduleSpec(
+    'eta0 (b / T)^(t / T) (Li, Zhuang and Orabona 2021)',
+    _scheduled(_exponential),
+    'smooth',
+    'b',
+    'the last step is eta0 b / T',
+    (1.0, 10.0, 100.0),
+  ),
+  'cosine': ScheduleSpec('cosine from eta0 to 0 (optax)', _scheduled(_cosine), 'smooth'),
+  'wsd': ScheduleSpec(
+    'warmup-stable-decay: 5% warmup, constant, linear to 0',
+    _scheduled(_wsd),
+    'smooth',
+    'decay_fraction',
+    'the fraction of the updates spent decaying',
+    (0.1, 0.2, 0.4),
+    _prepare_wsd,
+  ),
+  'schedule_free': ScheduleSpec(
+    'schedule-free SGD (optax.contrib), evaluated at its average',
+    _schedule_free,
+    'smooth',
+    eval_params=_schedule_free_eval,
+  ),
+}
+COMPARED = tuple(name for name in SCHEDULES if name != 'schedule_free')  # the README's table
+
+
+def knob_value(name: str, knob: float | None) -> float | None:
+  """The knob a run uses: the one given, else the schedule's default."""
+  return SCHEDULES[name].default_knob if knob is None else knob
+
+
+def build_optimizer(
+  name: str,
+  eta0: Any,
+  hyper: Hyper,
+  budget: Budget,
+  *,
+  momentum: float,
+  weight_decay: float,
+) -> optax.GradientTransformationExtraArgs:
+  """SGD with coupled L2 and the named step size; read the step with osd.current_learning_rate.
+
+  Every update takes ``value=loss`` (``plateau`` uses it, the others ignore it).
+  """
+  tx = SCHEDULES[name].build(eta0, hyper, budget, momentum)
+  if weight_decay:
+    tx = optax.chain(optax.add_decayed_weights(weight_decay), tx)
+  return optax.with_extra_args_support(tx)
+
+
+def help_text() -> str:
+  """One line per schedule, with its knob, for --help."""
+  lines = []
+  for name, spec in SCHEDULES.items():
+    knob = f' knob {spec.knob}: {spec.knob_help}.' if spec.knob else ' no knob.'
+    lines.append(f'  {name:14s} {spec.describe};{knob}')
+  return '\n'.join(lines)

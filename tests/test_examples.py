@@ -1,99 +1,299 @@
-"""Smoke tests of the example entry points, checkpoint resume and data parallelism."""
+"""The examples: command line, registry, many-run engine, checkpoints and data parallelism."""
 
+import dataclasses
 import json
 import os
 import subprocess
 import sys
 from pathlib import Path
 
+import chex
 import jax
 import numpy as np
 import pytest
 
-from examples import compare_schedules
+from examples import compare
+from examples import configs
 from examples import data
+from examples import main
 from examples import schedules
+from examples import sweep
 from examples import train
-from examples import training
 
 ROOT = Path(__file__).resolve().parent.parent
+FAST = configs.Config(dataset='digits', epochs=2, lr=0.3, batch_size=32, knob=2.0)
+QUIET = train.Options(progress=False)
 
 
-def test_train_entry_point(tmp_path):
-  result = train.main(['--epochs', '1', '--schedule', 'step_decay', '--lr', '0.3',
-                       '--out', str(tmp_path)])  # fmt: skip
+@pytest.fixture(scope='module')
+def digits():
+  return data.load_digits_dataset()
+
+
+@pytest.fixture(scope='module')
+def tiny_mnist1d():
+  full = data.load_mnist1d()
+  return data.Dataset(
+    'mnist1d', full.x_train[:256], full.y_train[:256], full.x_test[:64], full.y_test[:64], 10
+  )
+
+
+BAD_FLAGS = [
+  (['train', '--batch-size', '0'], '--batch-size'),
+  (['train', '--batch-size', '-3'], '--batch-size'),
+  (['train', '--batch-size', '5000', '--lr', '0.1'], '--batch-size 5000'),
+  (['train', '--epochs', '0'], '--epochs'),
+  (['train', '--lr', '-1'], '--lr'),
+  (['train', '--lr', '0'], '--lr'),
+  (['train', '--lr', 'nan'], '--lr'),
+  (['train', '--lr', 'inf'], '--lr'),
+  (['train', '--lr', 'abc'], '--lr'),
+  (['train', '--momentum', '1'], '--momentum'),
+  (['train', '--weight-decay', '-1e-4'], '--weight-decay'),
+  (['train', '--seed', '-1'], '--seed'),
+  (['train', '--knob', '0', '--lr', '0.1'], '--knob'),
+  (['train', '--knob', '0.5', '--lr', '0.1'], '--knob 0.5'),
+  (['train', '--dataset', 'imagenet'], '--dataset'),
+  (['train', '--model', 'vit'], '--model'),
+  (['train', '--schedule', 'linear'], '--schedule'),
+  (['train', '--checkpoint-every-steps', '0'], '--checkpoint-every-steps'),
+  (['train', '--coordinator-address', '127.0.0.1:1234', '--lr', '0.1'], '--num-processes'),
+  (['compare', '--seeds', '0'], '--seeds'),
+  (['compare', '--schedules', 'step_decay,linear'], '--schedules'),
+  (['tune', '--epochs', '-2'], '--epochs'),
+  (['train', '--unknown-flag'], '--unknown-flag'),
+]
+
+
+@pytest.mark.parametrize(('argv', 'named'), BAD_FLAGS, ids=[' '.join(a) for a, _ in BAD_FLAGS])
+def test_bad_flag_exits_2_with_one_line_naming_it(argv, named, capsys):
+  try:
+    status = main.main(argv)
+  except SystemExit as stop:
+    status = stop.code
+  err = capsys.readouterr().err
+  assert status == 2
+  assert len(err.strip().splitlines()) == 1, err
+  assert named in err and 'Traceback' not in err
+
+
+def test_missing_data_is_one_line_naming_the_file(tmp_path, capsys):
+  status = main.main(['train', '--dataset', 'mnist', '--data-dir', str(tmp_path), '--lr', '0.1'])
+  err = capsys.readouterr().err
+  assert status == 1 and len(err.strip().splitlines()) == 1
+  assert 'train-images-idx3-ubyte' in err and 'never download' in err
+
+
+def test_command_line_in_a_fresh_process_prints_no_traceback():
+  out = subprocess.run(
+    [sys.executable, '-m', 'examples.main', 'train', '--batch-size', '0'],
+    cwd=ROOT,
+    capture_output=True,
+    text=True,
+    check=False,
+  )
+  assert out.returncode == 2 and out.stderr.count('\n') == 1, out.stderr
+
+
+def test_help_shows_defaults_and_every_knob(capsys):
+  with pytest.raises(SystemExit):
+    main.main(['train', '--help'])
+  text = capsys.readouterr().out
+  assert '(default: 128)' in text and '(default: mnist1d)' in text
+  for name, spec in schedules.SCHEDULES.items():
+    assert name in text
+    if spec.knob:
+      assert f'knob {spec.knob}' in text
+
+
+def test_train_writes_history_and_step_sizes(tmp_path):
+  status = main.main(
+    [
+      'train',
+      '--dataset',
+      'digits',
+      '--epochs',
+      '1',
+      '--lr',
+      '0.3',
+      '--batch-size',
+      '32',
+      '--no-progress',
+      '--out',
+      str(tmp_path),
+    ]
+  )
+  assert status == 0
   history = json.loads((tmp_path / 'history.json').read_text())
   assert len(history) == 1 and history[0]['test_accuracy'] > 0.5
-  assert len(json.loads((tmp_path / 'learning_rates.json').read_text())) == 42
-  assert result.finished
+  assert len(json.loads((tmp_path / 'learning_rates.json').read_text())) == 1347 // 32
 
 
-@pytest.mark.parametrize('model', ['cnn', 'resnet20'])
-def test_convolutional_models_train(model):
-  dataset = data.load_digits_dataset()
-  small = data.Dataset('tiny', dataset.x_train[:64], dataset.y_train[:64],
-                       dataset.x_test[:32], dataset.y_test[:32], 10)  # fmt: skip
-  if model == 'resnet20':  # 32x32x3 images, as CIFAR's
-    small = data.Dataset('tiny', *(np.tile(np.kron(a, np.ones((1, 4, 4, 1))), (1, 1, 1, 3))
-                                   if a.ndim == 4 else a for a in (small.x_train, small.y_train,
-                                   small.x_test, small.y_test)), 10)  # fmt: skip
-  result = training.train(training.RunConfig(model=model, epochs=1, progress=False), small)
-  assert np.isfinite(result.history[0]['train_loss'])
-
-
-def test_compare_schedules_entry_point(tmp_path):
-  names = 'step_decay,constant,plateau,auto,schedule_free'
-  compare_schedules.main(['--schedules', names, '--seeds', '2', '--epochs', '2', '--lr', '0.1',
-                          '--out', str(tmp_path)])  # fmt: skip
-  rows = (tmp_path / 'results.csv').read_text().splitlines()
-  assert len(rows) == 1 + 5 * 2 * 2  # header + schedule x seed x epoch
-  table = [line for line in (tmp_path / 'results.md').read_text().splitlines() if '±' in line]
-  assert len(table) == 1 + 5  # the header line, then one row per schedule
-  for plot in ('learning_rate', 'train_loss', 'test_accuracy'):
-    assert (tmp_path / f'{plot}.png').stat().st_size > 1000
-
-
-def test_every_named_schedule_builds_and_logs_its_rate():
+@pytest.mark.parametrize('name', list(schedules.SCHEDULES))
+def test_every_registry_entry_builds_and_trains_a_step(name):
   budget = schedules.Budget(total_steps=100, steps_per_epoch=10)
-  for name in schedules.SCHEDULES:
-    tx = schedules.build_optimizer(name, 0.1, None, budget, momentum=0.9, weight_decay=1e-4)
-    params = {'w': jax.numpy.ones(3)}
-    state = tx.init(params)
-    _, state = tx.update(params, state, params, value=1.0)
-    assert float(training.osd.current_learning_rate(state)) >= 0
+  spec = schedules.SCHEDULES[name]
+  hyper = spec.prepare(schedules.knob_value(name, None), budget)
+  tx = schedules.build_optimizer(name, 0.1, hyper, budget, momentum=0.9, weight_decay=1e-4)
+  params = {'w': jax.numpy.ones(3)}
+  state = tx.init(params)
+  updates, state = tx.update(params, state, params, value=1.0)
+  chex.assert_tree_all_finite(updates)
+  assert float(train.osd.current_learning_rate(state)) > 0
+  chex.assert_trees_all_equal_shapes(spec.eval_params(state, params), params)
 
 
-def test_resume_from_checkpoint_matches_an_uninterrupted_run(tmp_path):
-  config = training.RunConfig(epochs=2, schedule='step_decay', lr=0.3, knob=2.0, progress=False)
-  dataset = data.load_digits_dataset()
-  full = training.train(config, dataset)
-  checkpoint = str(tmp_path / 'ckpt')
-  stopped = training.train(
-    training.RunConfig(**{**vars(config), 'checkpoint_dir': checkpoint, 'stop_after_steps': 50}),
-    dataset,
+def test_registry_entries_carry_their_knob_grid():
+  for name, spec in schedules.SCHEDULES.items():
+    assert bool(spec.knob) == bool(spec.knob_grid), name
+    assert spec.eta0_from in (None, *schedules.SCHEDULES)
+
+
+def test_mnist1d_shapes_and_determinism():
+  first, second = data.load_mnist1d(), data.load_mnist1d()
+  assert first.x_train.shape == (4000, 40, 1) and first.x_test.shape == (1000, 40, 1)
+  assert first.x_train.dtype == np.float32 and first.y_train.dtype == np.int32
+  assert set(np.unique(first.y_train)) == set(range(10))
+  np.testing.assert_array_equal(first.x_train, second.x_train)
+  np.testing.assert_allclose(first.x_train.mean(), 0.0, atol=1e-5)
+
+
+def test_validation_split_holds_out_training_examples_only():
+  dataset = data.load_mnist1d()
+  split = dataset.validation_split(**compare.VALIDATION)
+  assert len(split.x_train) == 3200 and len(split.x_test) == 800
+  assert split.x_test.shape[1:] == (40, 1)
+  rows = {row.tobytes() for row in dataset.x_train}
+  assert all(row.tobytes() in rows for row in split.x_test)
+  again = dataset.validation_split(**compare.VALIDATION)
+  np.testing.assert_array_equal(split.x_test, again.x_test)
+
+
+@pytest.mark.parametrize('schedule', ['step_decay', 'plateau', 'auto'])
+def test_a_vmapped_member_reproduces_the_single_run(schedule, tiny_mnist1d):
+  config = train.resolve(
+    dataclasses.replace(FAST, dataset='mnist1d', schedule=schedule, batch_size=32, knob=None)
+  )
+  single = train.train_and_evaluate(config, QUIET, tiny_mnist1d)
+  many = sweep.train_many(
+    config,
+    [sweep.Member(0.05, config.knob, 3), sweep.Member(config.lr, config.knob, 0)],
+    tiny_mnist1d,
+  )
+  np.testing.assert_allclose(many.learning_rates[1], single.learning_rates, rtol=1e-6)
+  for key in ('train_loss', 'test_loss', 'test_accuracy'):
+    np.testing.assert_allclose(
+      getattr(many, key)[1], [row[key] for row in single.history], rtol=2e-4, atol=1e-5
+    )
+
+
+def test_compare_writes_table_csv_and_plots(tmp_path, capsys):
+  status = main.main(
+    [
+      'compare',
+      '--dataset',
+      'digits',
+      '--epochs',
+      '2',
+      '--seeds',
+      '2',
+      '--batch-size',
+      '64',
+      '--schedules',
+      'step_decay,constant,auto,cosine',
+      '--tuned',
+      str(ROOT / 'examples/tuned/mnist1d.json'),
+      '--out',
+      str(tmp_path),
+    ]
+  )
+  assert status == 0
+  rows = (tmp_path / 'results.csv').read_text().splitlines()
+  assert rows[0].split(',')[:5] == ['schedule', 'seed', 'eta0', 'knob', 'final_train_loss']
+  assert 'test_accuracy' in rows[0] and len(rows) == 1 + 4 * 2
+  table = (tmp_path / 'results.md').read_text()
+  assert table.count('\n| ') == 1 + 4 and '95%' in table
+  for plot in ('learning_rate', 'train_loss', 'test_error'):
+    assert (tmp_path / f'{plot}.png').stat().st_size > 5000
+  assert 'step_decay' in capsys.readouterr().out
+
+
+def test_paired_interval_is_the_t_interval_of_the_differences():
+  mean, low, high = compare.paired_interval(np.array([1.0, 2.0, 3.0]), np.array([0.0, 0.0, 0.0]))
+  assert mean == 2.0
+  np.testing.assert_allclose(
+    [low, high], [2 - 4.302653 / np.sqrt(3), 2 + 4.302653 / np.sqrt(3)], rtol=1e-6
+  )
+
+
+def test_resume_says_so_and_continues_bit_identically(tmp_path, digits, capsys):
+  config = train.resolve(FAST)
+  full = train.train_and_evaluate(config, QUIET, digits)
+  options = train.Options(checkpoint_dir=str(tmp_path / 'ckpt'), progress=False)
+  stopped = train.train_and_evaluate(
+    config, dataclasses.replace(options, stop_after_steps=50), digits
   )
   assert not stopped.finished and len(stopped.learning_rates) == 50
-  resumed = training.train(
-    training.RunConfig(**{**vars(config), 'checkpoint_dir': checkpoint}), dataset
-  )
+  capsys.readouterr()
+  resumed = train.train_and_evaluate(config, dataclasses.replace(options, progress=True), digits)
+  assert f'resuming from step 50 of 84 in {tmp_path / "ckpt"}' in capsys.readouterr().out
   assert resumed.finished
-  np.testing.assert_array_equal(
-    resumed.learning_rates, full.learning_rates
-  )  # mid-stage continuation
-  np.testing.assert_allclose(
-    training.flat_params(resumed.model), training.flat_params(full.model), rtol=1e-6, atol=1e-7
-  )
+  np.testing.assert_array_equal(resumed.learning_rates, full.learning_rates)
+  np.testing.assert_array_equal(train.flat_params(resumed.model), train.flat_params(full.model))
   assert [r['epoch'] for r in resumed.history] == [1, 2]
 
 
+def test_resume_with_other_settings_is_refused_naming_them(tmp_path, digits):
+  options = train.Options(checkpoint_dir=str(tmp_path), stop_after_steps=5, progress=False)
+  train.train_and_evaluate(train.resolve(FAST), options, digits)
+  other = train.resolve(dataclasses.replace(FAST, schedule='cosine', lr=0.1))
+  with pytest.raises(train.UsageError, match=r"schedule \('step_decay' -> 'cosine'\).*lr"):
+    train.train_and_evaluate(other, options, digits)
+  restarted = train.train_and_evaluate(other, dataclasses.replace(options, restart=True), digits)
+  assert len(restarted.learning_rates) == 5
+
+
+def test_a_second_writer_is_refused(tmp_path, digits):
+  options = train.Options(checkpoint_dir=str(tmp_path), progress=False)
+  first = train.Checkpoints(options, train.resolve(FAST))
+  with pytest.raises(train.UsageError, match='is in use by pid'):
+    train.Checkpoints(options, train.resolve(FAST))
+  first.close()
+  train.Checkpoints(options, train.resolve(FAST)).close()  # free again
+
+
+@pytest.mark.parametrize('damage', ['truncate', 'garbage', 'remove'])
+def test_resume_falls_back_past_a_damaged_newest_checkpoint(tmp_path, digits, damage, capsys):
+  config = train.resolve(FAST)
+  options = train.Options(checkpoint_dir=str(tmp_path), checkpoint_every_steps=20, progress=False)
+  train.train_and_evaluate(config, dataclasses.replace(options, stop_after_steps=50), digits)
+  newest = tmp_path / '50'
+  files = sorted(p for p in newest.rglob('*') if p.is_file() and p.stat().st_size > 0)
+  if damage == 'remove':
+    for item in newest.iterdir():
+      if item.is_dir():
+        import shutil
+
+        shutil.rmtree(item)
+  for path in files if damage != 'remove' else []:
+    path.write_bytes(b'\xff\x00garbage' if damage == 'garbage' else path.read_bytes()[:3])
+  capsys.readouterr()
+  resumed = train.train_and_evaluate(config, dataclasses.replace(options, progress=True), digits)
+  out = capsys.readouterr().out
+  assert 'checkpoint 50' in out and 'cannot be restored' in out
+  assert 'resuming from step 40 of 84' in out, out
+  full = train.train_and_evaluate(config, QUIET, digits)
+  np.testing.assert_array_equal(resumed.learning_rates, full.learning_rates)
+
+
 SHARDED_RUN = """
-import json, sys
-sys.path.insert(0, {root!r})
+import json
 import jax
-from examples import training
+from examples import configs, train
 assert jax.device_count() == 8, jax.devices()
-result = training.train(training.RunConfig(epochs=2, schedule='step_decay', lr=0.3, progress=False))
-print(json.dumps(training.flat_params(result.model).tolist()))
+config = train.resolve(configs.Config(dataset='digits', epochs=2, lr=0.3, batch_size=32))
+result = train.train_and_evaluate(config, train.Options(progress=False))
+print(json.dumps(train.flat_params(result.model).tolist()))
 """
 
 
@@ -102,19 +302,88 @@ def test_eight_devices_match_one():
     **os.environ,
     'XLA_FLAGS': '--xla_force_host_platform_device_count=8',
     'JAX_PLATFORMS': 'cpu',
+    'PYTHONPATH': str(ROOT),
   }
   out = subprocess.run(
-    [sys.executable, '-c', SHARDED_RUN.format(root=str(ROOT))],
-    env=env, capture_output=True, text=True, check=True, timeout=600,
-  )  # fmt: skip
+    [sys.executable, '-c', SHARDED_RUN],
+    env=env,
+    capture_output=True,
+    text=True,
+    check=True,
+    timeout=600,
+  )
   sharded = np.asarray(json.loads(out.stdout.strip().splitlines()[-1]))
-  config = training.RunConfig(epochs=2, schedule='step_decay', lr=0.3, progress=False)
-  single = training.train(config)
+  single = train.train_and_evaluate(
+    train.resolve(configs.Config(dataset='digits', epochs=2, lr=0.3, batch_size=32)), QUIET
+  )
   assert jax.device_count() == 1
-  np.testing.assert_allclose(sharded, training.flat_params(single.model), rtol=1e-4, atol=1e-5)
+  np.testing.assert_allclose(sharded, train.flat_params(single.model), rtol=1e-4, atol=1e-5)
 
 
 def test_batch_must_split_across_devices(monkeypatch):
   monkeypatch.setattr(jax, 'device_count', lambda: 8)
-  with pytest.raises(ValueError, match='batch_size=30 must be divisible by the 8 devices'):
-    training.DataParallel(30)
+  with pytest.raises(train.UsageError, match='--batch-size 30 must be divisible by the 8 devices'):
+    train.DataParallel(30)
+
+
+@pytest.mark.parametrize(
+  ('length', 'kernel', 'stride'), [(40, 5, 2), (20, 3, 2), (5, 3, 2), (7, 3, 1)]
+)
+def test_conv1d_equals_flax_conv(length, kernel, stride):
+  from flax import nnx
+
+  from examples import models
+
+  ours = models.Conv1D(3, 4, kernel, stride, rngs=nnx.Rngs(0))
+  reference = nnx.Conv(3, 4, (kernel,), strides=stride, rngs=nnx.Rngs(1))
+  reference.kernel[...] = ours.kernel[...]
+  ours.bias[...] = reference.bias[...] = jax.numpy.arange(4.0)
+  x = jax.random.normal(jax.random.key(length), (2, length, 3))
+  chex.assert_trees_all_close(ours(x), reference(x), atol=1e-5)
+
+
+def _free_port() -> int:
+  import socket
+
+  with socket.socket() as s:
+    s.bind(('127.0.0.1', 0))
+    return s.getsockname()[1]
+
+
+def test_two_processes_equal_one_process(tmp_path):
+  flags = ['train', '--dataset', 'digits', '--epochs', '1', '--lr', '0.3', '--batch-size', '32']
+  env = {**os.environ, 'JAX_PLATFORMS': 'cpu', 'PYTHONPATH': str(ROOT)}
+  address = f'127.0.0.1:{_free_port()}'
+  processes = [
+    subprocess.Popen(
+      [
+        sys.executable,
+        '-m',
+        'examples.main',
+        *flags,
+        '--out',
+        str(tmp_path / f'p{i}'),
+        '--coordinator-address',
+        address,
+        '--num-processes',
+        '2',
+        '--process-id',
+        str(i),
+      ],
+      env=env,
+      cwd=ROOT,
+      stdout=subprocess.PIPE,
+      stderr=subprocess.STDOUT,
+      text=True,
+    )
+    for i in range(2)
+  ]
+  logs = [p.communicate(timeout=600)[0] for p in processes]
+  assert [p.returncode for p in processes] == [0, 0], logs
+  assert 'epoch   1/1' in logs[0] and 'epoch' not in logs[1]  # printed once per job
+  assert not (tmp_path / 'p1').exists()  # outputs from process 0 only
+  assert main.main([*flags, '--no-progress', '--out', str(tmp_path / 'single')]) == 0
+  for name in ('history.json', 'learning_rates.json'):
+    two = json.loads((tmp_path / 'p0' / name).read_text())
+    one = json.loads((tmp_path / 'single' / name).read_text())
+    chex.assert_trees_all_close(two, one, rtol=1e-5)

@@ -1,0 +1,223 @@
+"""Command line of the examples: train one run, compare step sizes, or tune them.
+
+  python -m examples.main train --schedule step_decay --epochs 60
+  python -m examples.main compare                 # MNIST-1D, every schedule, 10 seeds
+  python -m examples.main tune                    # the tuning protocol -> runs/tune-mnist1d/
+
+Every impossible flag value ends the command with status 2 and one line on stderr.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import math
+import sys
+import time
+import typing
+from pathlib import Path
+
+from examples import compare
+from examples import configs
+from examples import data
+from examples import models
+from examples import schedules
+from examples import train
+
+CHOICES = {'dataset': data.DATASETS, 'model': models.MODELS, 'schedule': schedules.SCHEDULES}
+
+
+class Parser(argparse.ArgumentParser):
+  """argparse, but a bad flag is one line on stderr (no usage block) and exit status 2."""
+
+  def error(self, message: str) -> typing.NoReturn:
+    self.exit(2, f'{self.prog}: error: {message}\n')
+
+
+class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
+  pass
+
+
+def _checked(kind: type, flag: str, field: dataclasses.Field | None = None, **checks):
+  """An argparse type: parse as ``kind``, then refuse impossible values, naming them."""
+  field = field or dataclasses.field(metadata=checks)
+
+  def parse(text: str):
+    try:
+      value = kind(text)
+    except ValueError:
+      raise argparse.ArgumentTypeError(f'expected {kind.__name__}, got {text!r}') from None
+    problem = configs.check_value(flag, value, field)
+    if problem is None and isinstance(value, float) and not math.isfinite(value):
+      problem = f'{flag} must be finite, got {value!r}'
+    if problem:
+      raise argparse.ArgumentTypeError(problem.removeprefix(f'{flag} '))
+    return value
+
+  parse.__name__ = kind.__name__
+  return parse
+
+
+def _schedule_list(text: str) -> list[str]:
+  names = [n for n in text.split(',') if n]
+  unknown = [n for n in names if n not in schedules.SCHEDULES]
+  if unknown or not names:
+    raise argparse.ArgumentTypeError(
+      f'unknown schedule(s) {unknown or text!r}; choose from {",".join(schedules.SCHEDULES)}'
+    )
+  return names
+
+
+def _add_config_flags(parser: argparse.ArgumentParser, skip: tuple[str, ...] = ()) -> None:
+  hints = typing.get_type_hints(configs.Config)
+  for field in dataclasses.fields(configs.Config):
+    if field.name in skip:
+      continue
+    flag = '--' + field.name.replace('_', '-')
+    kind = typing.get_args(hints[field.name])[0] if field.default is None else hints[field.name]
+    if kind is bool:
+      parser.add_argument(
+        flag,
+        action=argparse.BooleanOptionalAction,
+        default=field.default,
+        help=field.metadata['help'],
+      )
+    elif field.name in CHOICES:
+      parser.add_argument(
+        flag,
+        choices=sorted(CHOICES[field.name]),
+        default=field.default,
+        help=field.metadata['help'],
+      )
+    else:
+      parser.add_argument(
+        flag, type=_checked(kind, flag, field), default=field.default, help=field.metadata['help']
+      )
+  parser.add_argument(
+    '--data-dir',
+    type=Path,
+    default=Path('data'),
+    help='where the MNIST / CIFAR files are (mnist1d and digits need none)',
+  )
+
+
+def parser() -> Parser:
+  root = Parser(prog='python -m examples.main', description=__doc__, formatter_class=HelpFormatter)
+  commands = root.add_subparsers(dest='command', required=True, parser_class=Parser)
+  epilog = 'schedules (--schedule / --schedules) and their knob (--knob):\n' + schedules.help_text()
+
+  def command(name: str, help: str) -> argparse.ArgumentParser:
+    return commands.add_parser(
+      name, help=help, description=help, epilog=epilog, formatter_class=HelpFormatter
+    )
+
+  run = command('train', 'train one model with one step size (checkpoints, resume, data parallel)')
+  _add_config_flags(run)
+  run.add_argument('--out', type=Path, help='write history.json and learning_rates.json here')
+  run.add_argument('--checkpoint-dir', help='save checkpoints here; resume from the newest')
+  for flag, kind, help in [
+    (
+      '--checkpoint-every-steps',
+      int,
+      'save every N updates (default: every 10 epochs; always at the end)',
+    ),
+    ('--checkpoint-every-secs', float, 'save at most this often instead, in seconds'),
+    ('--stop-after-steps', int, 'stop (and save) after this update, to resume later'),
+  ]:
+    run.add_argument(flag, type=_checked(kind, flag, positive=True), help=help)
+  run.add_argument(
+    '--restart',
+    action='store_true',
+    help='start over in a checkpoint directory that holds another run',
+  )
+  run.add_argument('--no-progress', dest='progress', action='store_false', help='no output')
+  run.add_argument('--coordinator-address', help='HOST:PORT of process 0, for multi-process runs')
+  run.add_argument('--num-processes', type=_checked(int, '--num-processes', positive=True))
+  run.add_argument('--process-id', type=_checked(int, '--process-id', non_negative=True))
+
+  for name, help in [
+    ('compare', 'train every schedule on the same seeds with its tuned setting; table and plots'),
+    ('tune', 'the tuning protocol: choose eta0 and knob per schedule on validation data'),
+  ]:
+    sub = command(name, help)
+    _add_config_flags(sub, skip=('schedule', 'lr', 'knob', 'seed', 'augment'))
+    sub.add_argument(
+      '--schedules',
+      type=_schedule_list,
+      default=list(schedules.COMPARED),
+      help='comma-separated names',
+    )
+    sub.add_argument('--out', type=Path, help=f'output folder (default: runs/{name}-DATASET)')
+    if name == 'compare':
+      sub.add_argument('--seeds', type=_checked(int, '--seeds', positive=True), default=10)
+      sub.add_argument(
+        '--tuned', type=Path, help='tuned settings (default: examples/tuned/DATASET.json)'
+      )
+  return root
+
+
+def _config(args: argparse.Namespace) -> configs.Config:
+  fields = {f.name for f in dataclasses.fields(configs.Config)}
+  return configs.Config(**{k: v for k, v in vars(args).items() if k in fields})
+
+
+def _train(args: argparse.Namespace, dataset: data.Dataset) -> None:
+  distributed = [args.coordinator_address, args.num_processes, args.process_id]
+  if any(v is not None for v in distributed):
+    if any(v is None for v in distributed):
+      raise train.UsageError('--coordinator-address, --num-processes and --process-id go together')
+    import jax
+
+    jax.distributed.initialize(*distributed)
+  config = train.resolve(_config(args), configs.load_tuned(args.dataset))
+  options = train.Options(
+    args.checkpoint_dir,
+    args.checkpoint_every_steps,
+    args.checkpoint_every_secs,
+    args.stop_after_steps,
+    args.restart,
+    args.progress,
+  )
+  result = train.train_and_evaluate(config, options, dataset)
+  if args.out and train.jax.process_index() == 0:
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / 'history.json').write_text(json.dumps(result.history, indent=1))
+    (args.out / 'learning_rates.json').write_text(json.dumps(result.learning_rates.tolist()))
+
+
+def _compare_or_tune(args: argparse.Namespace, dataset: data.Dataset) -> None:
+  started = time.perf_counter()
+  config = dataclasses.replace(
+    _config(args), model=args.model or data.DATASETS[args.dataset].default_model
+  )
+  out = args.out or Path('runs') / f'{args.command}-{args.dataset}'
+  committed = configs.load_tuned(args.dataset)
+  if args.command == 'tune':
+    tuned = compare.tune(config, args.schedules, dataset)
+    compare.save_tuned(out / f'{args.dataset}.json', tuned)
+    print(compare.difference(tuned, committed))
+    return
+  tuned = configs.load_tuned(args.dataset, args.tuned) if args.tuned else committed
+  for warning in compare.setting_warnings(config, tuned):
+    print(warning)
+  comparison = compare.compare(config, args.schedules, list(range(args.seeds)), dataset, tuned)
+  compare.report(out, comparison, started)
+
+
+def main(argv: list[str] | None = None) -> int:
+  args = parser().parse_args(argv)
+  try:
+    dataset = data.load_dataset(args.dataset, args.data_dir)
+    (_train if args.command == 'train' else _compare_or_tune)(args, dataset)
+  except train.UsageError as error:
+    print(f'python -m examples.main {args.command}: error: {error}', file=sys.stderr)
+    return 2
+  except data.MissingDataError as error:
+    print(f'python -m examples.main {args.command}: {error}', file=sys.stderr)
+    return 1
+  return 0
+
+
+if __name__ == '__main__':
+  sys.exit(main())

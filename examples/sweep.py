@@ -1,0 +1,151 @@
+"""Many runs of one schedule in one compiled program: ``vmap`` over runs, ``scan`` over steps.
+
+Each run (a :class:`Member`) has its own eta0, knob and seed. The knob is
+turned into numbers on the host by the schedule's ``prepare`` hook; eta0 and
+those numbers enter the program as arrays, so a whole tuning grid times its
+seeds compiles once. Initialisation and batch order are those of
+``train.train_and_evaluate`` with the same seed, so a member reproduces the
+single run (tested).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from flax import nnx
+
+import optax_stepdecay as osd
+from examples import configs
+from examples import data as data_lib
+from examples import models
+from examples import schedules
+from examples import train
+
+
+@dataclasses.dataclass(frozen=True)
+class Member:
+  eta0: float
+  knob: float | None
+  seed: int
+
+
+@dataclasses.dataclass(frozen=True)
+class SweepResult:
+  """Per member and epoch: the metrics at the end of the epoch; per update: the step size."""
+
+  train_loss: np.ndarray  # [members, epochs], on the whole training set
+  test_loss: np.ndarray  # [members, epochs]
+  test_accuracy: np.ndarray  # [members, epochs]
+  learning_rates: np.ndarray  # [members, updates]
+  seconds: float  # compilation and training
+
+
+def _stack(trees):
+  return jax.tree.map(lambda *leaves: np.stack(leaves), *trees)
+
+
+def train_many(
+  config: configs.Config, members: list[Member], dataset: data_lib.Dataset
+) -> SweepResult:
+  """Trains every member of one schedule (``config`` gives everything else) in one program."""
+  if config.augment:
+    raise train.UsageError(f'--dataset {config.dataset}: many-run comparisons do not augment')
+  started = time.perf_counter()
+  budget = train.budget_for(config, len(dataset.x_train))
+  spec = schedules.SCHEDULES[config.schedule]
+  hypers = [spec.prepare(m.knob, budget) for m in members]
+  seeds = sorted({m.seed for m in members})
+  batches = np.stack(
+    [
+      np.stack(
+        [
+          data_lib.epoch_batches(len(dataset.x_train), config.batch_size, seed, epoch)
+          for epoch in range(config.epochs)
+        ]
+      )
+      for seed in seeds
+    ]
+  )
+  assert config.model is not None
+  graphdefs, params, rest = zip(
+    *(
+      nnx.split(
+        models.create_model(config.model, dataset.x_train.shape[1:], dataset.num_classes, m.seed),
+        nnx.Param,
+        ...,
+      )
+      for m in members
+    ),
+    strict=True,
+  )
+  graphdef = graphdefs[0]
+
+  def logits(params, rest, x, training):
+    model = nnx.merge(graphdef, params, rest)
+    model.train() if training else model.eval()
+    return model(x), nnx.state(model, nnx.Not(nnx.Param))
+
+  def metrics(params, rest, x, y):
+    out, _ = logits(params, rest, x, training=False)
+    loss = optax.softmax_cross_entropy_with_integer_labels(out, y).mean()
+    return loss, jnp.mean(jnp.argmax(out, -1) == y)
+
+  def run(eta0, hyper, params, rest, seed_index, arrays):
+    x_train, y_train, x_test, y_test, batches = arrays
+    tx = schedules.build_optimizer(
+      config.schedule,
+      eta0,
+      hyper,
+      budget,
+      momentum=config.momentum,
+      weight_decay=config.weight_decay,
+    )
+
+    def loss_fn(params, rest, x, y):
+      out, rest = logits(params, rest, x, training=True)
+      return optax.softmax_cross_entropy_with_integer_labels(out, y).mean(), rest
+
+    def step(carry, index):
+      params, rest, opt_state = carry
+      grad_fn = jax.value_and_grad(loss_fn, has_aux=True)
+      (loss, rest), grads = grad_fn(params, rest, x_train[index], y_train[index])
+      updates, opt_state = tx.update(grads, opt_state, params, value=loss)
+      params = optax.apply_updates(params, updates)
+      return (params, rest, opt_state), osd.current_learning_rate(opt_state)
+
+    def epoch(carry, epoch_batches):
+      carry, rates = jax.lax.scan(step, carry, epoch_batches)
+      params, rest, opt_state = carry
+      evaluated = spec.eval_params(opt_state, params)
+      train_loss, _ = metrics(evaluated, rest, x_train, y_train)
+      test_loss, test_accuracy = metrics(evaluated, rest, x_test, y_test)
+      return carry, (train_loss, test_loss, test_accuracy, rates)
+
+    _, out = jax.lax.scan(epoch, (params, rest, tx.init(params)), batches[seed_index])
+    return out
+
+  hyper = {k: np.asarray([h[k] for h in hypers]) for k in hypers[0]}
+  arrays = (dataset.x_train, dataset.y_train, dataset.x_test, dataset.y_test, batches)
+  program = jax.jit(jax.vmap(run, in_axes=(0, 0, 0, 0, 0, None)))
+  train_loss, test_loss, test_accuracy, rates = jax.device_get(
+    program(
+      np.asarray([m.eta0 for m in members], np.float32),
+      hyper,
+      _stack(params),
+      _stack(rest),
+      np.asarray([seeds.index(m.seed) for m in members]),
+      arrays,
+    )
+  )
+  return SweepResult(
+    np.asarray(train_loss),
+    np.asarray(test_loss),
+    np.asarray(test_accuracy),
+    np.asarray(rates).reshape(len(members), -1),
+    time.perf_counter() - started,
+  )
