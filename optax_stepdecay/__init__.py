@@ -2,6 +2,9 @@
 
 from optax_stepdecay._auto import AutoStepDecayState
 from optax_stepdecay._auto import auto_step_decay
+from optax_stepdecay._cooldown import CooldownState
+from optax_stepdecay._cooldown import scale_by_cooldown
+from optax_stepdecay._cooldown import start_cooldown
 from optax_stepdecay._counts import count_dtype
 from optax_stepdecay._output_rules import AverageState
 from optax_stepdecay._output_rules import SampledIterateState
@@ -26,12 +29,14 @@ from optax_stepdecay._transforms import current_learning_rate
 from optax_stepdecay._transforms import scale_by_tracked_learning_rate
 from optax_stepdecay._transforms import step_decay_sgd
 from optax_stepdecay._warmup import with_linear_warmup
+from optax_stepdecay._wsd import wsd_schedule
 
 __version__ = '0.1.0'
 
 __all__ = (
   'AutoStepDecayState',
   'AverageState',
+  'CooldownState',
   'ReduceOnPlateauState',
   'SampledIterateState',
   'Stage',
@@ -47,13 +52,16 @@ __all__ = (
   'output_params',
   'reduce_on_plateau',
   'sample_iterate',
+  'scale_by_cooldown',
   'scale_by_tracked_learning_rate',
   'schedule_from_dict',
   'schedule_from_json',
   'stage_average',
   'stagewise_schedule',
+  'start_cooldown',
   'step_decay_schedule',
   'step_decay_sgd',
   'suffix_average',
   'with_linear_warmup',
+  'wsd_schedule',
 )

@@ -6,10 +6,13 @@ from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 from jax.scipy.special import ndtri
 
 from optax_stepdecay import _validation as check
+from optax_stepdecay._counts import as_float32
+from optax_stepdecay._counts import is_traced
 
 
 class AutoStepDecayState(NamedTuple):
@@ -22,12 +25,14 @@ class AutoStepDecayState(NamedTuple):
     stage: the index of the current stage, i.e. the number of cuts so far;
       the next update uses ``init_value / decay_factor**stage``.
     stage_step: updates applied in the current stage.
-    reference: the point :math:`c` distances are measured from: zeros in the
+    reference: the point c distances are measured from: zeros in the
       first stage, the stage's first iterate afterwards.
     running: the stage's running sums of the statistic z and the scale v.
     history: ring buffer of ``running`` at the end of each of the stage's
       batches, batch ``k`` in slot ``k % max_batches``.
     num_batches: batches completed in the stage.
+    num_nonfinite: updates whose statistic was not finite (a NaN or inf
+      gradient, or an overflow), left out of ``running``; never reset.
   """
 
   count: jax.Array  # type: ignore[assignment]  # optax names it so
@@ -38,21 +43,26 @@ class AutoStepDecayState(NamedTuple):
   running: jax.Array
   history: jax.Array
   num_batches: jax.Array
+  num_nonfinite: jax.Array
 
 
 MIN_WINDOW = 4  # batch ends in the test window
+DEFAULT_MAX_BATCHES = 1024
+# Every update scans the whole buffer, and the buffer is part of the state:
+# 65,536 batch ends (512 KiB) is far more than any stage needs.
+MAX_BATCHES = 2**16
 
 
 def stationarity_test(
   history: jax.Array, num_batches: jax.Array, confidence: float, tolerance: float
 ) -> jax.Array:
-  r"""The equivalence test on the latest three quarters of the stage's batches.
+  """The equivalence test on the latest three quarters of the stage's batches.
 
   ``history`` holds, at the end of each batch, the stage's running sums of z
   and v. The window's sum of z telescopes: it is the change ``D`` of
-  :math:`s = \|x - c\|^2` from the window's first batch end to its last. At
+  s = ‖x - c‖² from the window's first batch end to its last. At
   stationarity the variance of that change is at most twice the variance of
-  :math:`s`, estimated from the window's batch ends, so the interval of
+  s, estimated from the window's batch ends, so the interval of
   ``D`` is ``D +- q * sqrt(2 var(s))`` (``q`` the two-sided normal quantile
   of ``confidence``); it must lie inside ``+-tolerance * V``, ``V`` the sum of
   v over the same updates. Batch means of z would not do: consecutive ones
@@ -82,63 +92,89 @@ def auto_step_decay(
   confidence: float = 0.95,
   tolerance: float = 0.5,
   min_value: float = 0.0,
-  max_batches: int = 1024,
+  max_batches: int | None = None,
 ) -> optax.GradientTransformation:
-  r"""Step decay whose cuts are triggered by a test of stationarity (SASA+).
+  """Step decay whose cuts are triggered by a test of stationarity (SASA+).
 
-  Scales updates by :math:`-\eta_t` like ``optax.scale_by_learning_rate``
-  and divides :math:`\eta` by ``decay_factor`` when the iterates look
-  stationary. Place it last in the chain (after momentum, weight decay,
-  clipping): it sees the final update :math:`u_t = -\eta_t d_t` and the
-  parameters :math:`x_t`, and tests the relation that holds, for any fixed
-  point :math:`c`, when the distribution of :math:`x_t` is stationary,
+  Scales updates by -η_t like ``optax.scale_by_learning_rate`` and divides η
+  by ``decay_factor`` when the iterates look stationary. Place it last in the
+  chain (after momentum, weight decay, clipping): it sees the final update
+  u_t = -η_t d_t and the parameters x_t, and tests the relation that holds,
+  for any fixed point c, when the distribution of x_t is stationary::
 
-  .. math::
-    \mathbb{E}\left[\|x_{t+1} - c\|^2 - \|x_t - c\|^2\right]
-    = \mathbb{E}\left[2\langle x_t - c, u_t\rangle + \|u_t\|^2\right] = 0 .
+    E[‖x_(t+1) - c‖² - ‖x_t - c‖²] = E[2⟨x_t - c, u_t⟩ + ‖u_t‖²] = 0
 
-  With :math:`c = 0` and plain SGD this is Lang, Xiao and Zhang's (2019)
-  relation :math:`\mathbb{E}\langle x, g\rangle = \frac{\eta}{2}\mathbb{E}\|g\|^2`;
-  with heavy-ball momentum :math:`\beta` it is Yaida's (2019)
-  :math:`\mathbb{E}\langle x, g\rangle = \frac{\eta}{2}(1+\beta)\,\mathbb{E}\|d\|^2`.
-  The first stage measures from :math:`c = 0`; every later stage from its
+  With c = 0 and plain SGD this is Lang, Xiao and Zhang's (2019) relation
+  E⟨x, g⟩ = (η/2) E‖g‖²; with heavy-ball momentum β it is Yaida's (2019)
+  E⟨x, g⟩ = (η/2)(1 + β) E‖d‖².
+  The first stage measures from c = 0; every later stage from its
   first iterate, which the test found stationary at the previous step size
   and so lies near the minimiser: the statistic's noise then scales with the
-  spread of the iterates instead of with :math:`\|x^\star\|`.
+  spread of the iterates instead of with ‖x*‖.
 
-  The statistic :math:`z_t = 2\langle x_t - c, u_t\rangle + \|u_t\|^2`
-  and the scale :math:`v_t = \|u_t\|^2` are summed over the stage and
+  The statistic z_t = 2⟨x_t - c, u_t⟩ + ‖u_t‖²
+  and the scale v_t = ‖u_t‖² are summed over the stage and
   recorded every ``test_interval`` updates (a batch). After each batch, once
   the stage is ``min_stage_length`` updates old, the window of the latest
   three quarters of the stage's batches (the first quarter is burn-in) is
   declared stationary when the ``confidence`` interval of the window's sum
-  of :math:`z` lies within :math:`\pm\delta` times its sum of :math:`v`
+  of z lies within ±δ times its sum of v
   (an equivalence test, as in SASA+: a short or noisy window gives a wide
-  interval and no cut). The sum of :math:`z` telescopes to the change of
-  :math:`\|x - c\|^2` over the window, whose variance at stationarity is at
-  most twice that of :math:`\|x - c\|^2` at the window's batch ends; the
-  interval uses that bound. Memory: one copy of the parameters (:math:`c`)
+  interval and no cut). The sum of z telescopes to the change of
+  ‖x - c‖² over the window, whose variance at stationarity is at
+  most twice that of ‖x - c‖² at the window's batch ends; the
+  interval uses that bound. Memory: one copy of the parameters (c)
   and ``max_batches`` pairs of scalars; one pass over the parameters per
   update. A cut resets the statistics.
 
+  Non-finite values: an update whose statistic is not finite (a NaN or inf
+  gradient, or a step so large that ‖u‖² overflows) is left out of
+  the sums and counted in ``num_nonfinite``, and never triggers a cut, so one
+  bad batch does not stop the test for good. Its (non-finite) update is
+  still returned: to skip such updates, and keep this state untouched,
+  wrap the chain in ``optax.apply_if_finite``::
+
+    tx = optax.apply_if_finite(
+      optax.chain(optax.trace(0.9), osd.auto_step_decay(0.1, 10.0, test_interval=100,
+                                                        min_stage_length=1000)),
+      max_consecutive_errors=5,
+    )
+
+  Hyperparameters: concrete values are checked when the transformation is
+  built. ``init_value``, ``decay_factor``, ``confidence``, ``tolerance``,
+  ``min_value``, ``test_interval`` and ``min_stage_length`` may also be
+  traced scalars, for a sweep under ``jax.vmap`` (build the transformation
+  inside the vmapped function) or under ``optax.inject_hyperparams``; traced
+  values are not checked. ``max_batches`` sets the shape of the state and
+  must be concrete.
+
   Args:
-    init_value: :math:`\eta_0`.
-    decay_factor: :math:`\alpha \ge 1`, the divisor at each cut.
-    test_interval: updates per batch, and between tests, :math:`\ge 1`. A
+    init_value: η₀ > 0, a scalar.
+    decay_factor: α ≥ 1, the divisor at each cut.
+    test_interval: updates per batch, and between tests, ≥ 1. A
       stage lasts at least five batches (four batch ends in the window).
     min_stage_length: updates before the first test of a stage,
-      :math:`\ge 2` ``test_interval``.
+      ≥ 2 ``test_interval`` and at most 2^31 - 1 (the
+      stage's step counter is int32, like optax's counts).
     confidence: level of the interval, in (0, 1).
-    tolerance: :math:`\delta > 0`; the stage is stationary when the interval
-      of the mean of :math:`z` lies within :math:`\pm\delta` times the mean
-      of :math:`\|u\|^2` (a relative imbalance below :math:`\delta`).
-    min_value: floor on the step size.
+    tolerance: δ > 0; the stage is stationary when the interval
+      of the mean of z lies within ±δ times the mean
+      of ‖u‖² (a relative imbalance below δ).
+    min_value: floor on the step size, in ``[0, init_value]``.
     max_batches: capacity of the buffer of batch ends; the test window is at
-      most this many batches.
+      most this many batches. None (the default) means 1024; at most 65,536,
+      because the buffer is part of the optimizer state and every update
+      scans all of it.
 
   Returns:
     An ``optax.GradientTransformation`` with an :class:`AutoStepDecayState`;
     ``update`` needs ``params``.
+
+  References:
+    Lang, Xiao and Zhang, "Using Statistics to Automate Stochastic Optimization",
+    NeurIPS 2019 (SASA+): https://arxiv.org/abs/1909.09785.
+    Yaida, "Fluctuation-dissipation relations for stochastic gradient descent",
+    ICLR 2019: https://arxiv.org/abs/1810.00004
 
   Example:
     >>> import jax.numpy as jnp, optax_stepdecay as osd
@@ -147,22 +183,47 @@ def auto_step_decay(
     >>> int(state.stage), float(osd.current_learning_rate(state))
     (0, 0.10000000149011612)
   """
-  check.check_finite('init_value', init_value)
-  if init_value <= 0:
-    raise ValueError(f'init_value must be > 0, got {init_value!r}.')
-  check.check_decay_factor('decay_factor', decay_factor)
-  check.check_integer('test_interval', test_interval, minimum=1)
-  check.check_integer('min_stage_length', min_stage_length, minimum=2 * test_interval)
-  check.check_integer('max_batches', max_batches, minimum=MIN_WINDOW)
-  check.check_finite('confidence', confidence)
-  if not 0 < confidence < 1:
+  for name, value in [
+    ('init_value', init_value),
+    ('decay_factor', decay_factor),
+    ('confidence', confidence),
+    ('tolerance', tolerance),
+    ('min_value', min_value),
+  ]:
+    check.check_scalar(name, value)
+  f32 = np.float32  # the transformation computes in float32, whatever jax_enable_x64 says
+  check.check_positive('init_value', init_value, f32)
+  check.check_decay_factor('decay_factor', decay_factor, f32)
+  check.check_count('test_interval', test_interval, minimum=1)
+  check.check_count('min_stage_length', min_stage_length, minimum=2 * test_interval)
+  if max_batches is None:
+    max_batches = DEFAULT_MAX_BATCHES
+  check.check_integer(
+    'max_batches',
+    max_batches,
+    minimum=MIN_WINDOW,
+    maximum=MAX_BATCHES,
+    why='the buffer of batch ends is part of the optimizer state and every update scans it',
+  )
+  check.check_finite('confidence', confidence, f32)
+  if not is_traced(confidence) and not 0 < confidence < 1:
     raise ValueError(f'confidence must be in (0, 1), got {confidence!r}.')
-  check.check_non_negative('min_value', min_value)
-  check.check_finite('tolerance', tolerance)
-  if tolerance <= 0:
-    raise ValueError(f'tolerance must be > 0, got {tolerance!r}.')
+  check.check_non_negative('min_value', min_value, f32)
+  if not (is_traced(min_value) or is_traced(init_value)) and min_value > init_value:
+    raise ValueError(
+      f'min_value={min_value!r} must be <= init_value={init_value!r}: it is a floor on the step.'
+    )
+  check.check_positive('tolerance', tolerance, f32)
+  init_value, decay_factor, confidence, tolerance, min_value = map(  # type: ignore[assignment]
+    as_float32, (init_value, decay_factor, confidence, tolerance, min_value)
+  )
 
   def init_fn(params: optax.Params) -> AutoStepDecayState:
+    if is_traced(max_batches):
+      raise ValueError(
+        'max_batches sets the shape of the state and must be concrete, not traced (under '
+        "optax.inject_hyperparams leave it out or list 'max_batches' in static_args)."
+      )
     zero = jnp.zeros([], jnp.int32)
     return AutoStepDecayState(
       count=zero,
@@ -171,14 +232,16 @@ def auto_step_decay(
       stage_step=zero,
       reference=optax.tree.zeros_like(params),
       running=jnp.zeros([2]),
-      history=jnp.zeros([max_batches, 2]),
+      history=jnp.zeros([int(max_batches), 2]),
       num_batches=zero,
+      num_nonfinite=zero,
     )
 
   def update_fn(updates, state, params=None):
     if params is None:
       raise ValueError('auto_step_decay needs params: update(updates, state, params).')
-    lr = jnp.maximum(init_value / jnp.float32(decay_factor) ** state.stage, min_value)
+    divisor = jnp.asarray(decay_factor, jnp.float32) ** state.stage
+    lr = jnp.maximum(jnp.asarray(init_value, jnp.float32) / divisor, min_value).astype(jnp.float32)
     updates = jax.tree.map(lambda d: (-lr * d).astype(d.dtype), updates)
     leaves = zip(*(jax.tree.leaves(t) for t in (params, updates, state.reference)), strict=True)
     inner, scale = jnp.zeros([]), jnp.zeros([])
@@ -186,15 +249,20 @@ def auto_step_decay(
       step = u.astype(jnp.float32)
       inner += jnp.vdot(x.astype(jnp.float32) - c.astype(jnp.float32), step)
       scale += jnp.vdot(step, step)
-    stage_step = state.stage_step + 1
-    running = state.running + jnp.stack([2 * inner + scale, scale])
+    stage_step = optax.safe_increment(state.stage_step)
+    contribution = jnp.stack([2 * inner + scale, scale])
+    # A NaN or inf gradient (or an overflow) would poison the stage's sums for good: skip it.
+    finite = jnp.all(jnp.isfinite(contribution))
+    running = state.running + jnp.where(finite, contribution, 0.0)
     batch_done = stage_step % test_interval == 0
 
-    slot = state.num_batches % max_batches
+    capacity = state.history.shape[0]
+    slot = state.num_batches % capacity
     history = jnp.where(batch_done, state.history.at[slot].set(running), state.history)
     num_batches = state.num_batches + batch_done
     stationary = stationarity_test(history, num_batches, confidence, tolerance)
-    cut = batch_done & (stage_step >= min_stage_length) & stationary
+    # No cut on a non-finite update: the next stage would measure from a non-finite point.
+    cut = batch_done & (stage_step >= min_stage_length) & stationary & finite
 
     next_iterate = jax.tree.map(lambda x, u: x + u, params, updates)
     new_state = AutoStepDecayState(
@@ -206,6 +274,9 @@ def auto_step_decay(
       running=jnp.where(cut, jnp.zeros(2), running),
       history=history,
       num_batches=jnp.where(cut, 0, num_batches),
+      num_nonfinite=jnp.where(
+        finite, state.num_nonfinite, optax.safe_increment(state.num_nonfinite)
+      ),
     )
     return updates, new_state
 

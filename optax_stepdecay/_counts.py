@@ -18,7 +18,20 @@ import numpy as np
 
 
 def count_dtype() -> np.dtype:
-  """The integer dtype schedules compute stage indices in."""
+  """The integer dtype schedules compute stage indices in.
+
+  Every count is converted to it before any arithmetic, so stage indices are
+  exact for every representable count: ``uint32`` holds every int32 and
+  uint32 count, ``int64`` (under ``jax_enable_x64``) every int64 count.
+
+  Returns:
+    ``numpy.dtype('uint32')``, or ``numpy.dtype('int64')`` when
+    ``jax_enable_x64`` is on.
+
+  References:
+    Optax counts updates in int32 and Flax's ``nnx.Optimizer`` in uint32;
+    both fit this dtype exactly: https://optax.readthedocs.io
+  """
   return np.dtype(np.int64) if jax.config.read('jax_enable_x64') else np.dtype(np.uint32)
 
 
@@ -35,6 +48,17 @@ def max_count() -> int:
 def is_traced(value: object) -> bool:
   """Whether ``value`` is a JAX tracer (its value is unknown until run time)."""
   return isinstance(value, jax.core.Tracer)
+
+
+def as_float32(value: object) -> np.ndarray | jax.Array:
+  """A real hyperparameter as float32: a NumPy array when concrete, a JAX array when traced.
+
+  Python ints in float arithmetic would be weakly typed int32 in JAX and
+  overflow above 2^31 - 1.
+  """
+  if isinstance(value, jax.Array):  # traced values included
+    return jnp.asarray(value, jnp.float32)
+  return np.asarray(value, np.float32)
 
 
 def _host_count(count: object) -> np.ndarray:

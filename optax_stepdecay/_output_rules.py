@@ -8,9 +8,11 @@ from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 
 from optax_stepdecay import _validation as check
+from optax_stepdecay._counts import count_dtype
 from optax_stepdecay._stage_schedule import StageSchedule
 
 
@@ -54,32 +56,42 @@ def sample_iterate(
   weighting: Literal['inverse', 'proportional'] = 'inverse',
   seed: int = 0,
 ) -> optax.GradientTransformation:
-  r"""Keeps one iterate sampled with probability proportional to :math:`1/\eta_t` or :math:`\eta_t`.
+  """Keeps one iterate sampled with probability proportional to 1/η_t or η_t.
 
   The output rule of the paper's non-convex analysis: among the iterates
-  :math:`x_0, \dots, x_{T-1}` (the points the gradients were taken at), return
-  :math:`x_t` with probability
+  x_0, ..., x_(T-1) (the points the gradients were taken at), return x_t with
+  probability::
 
-  .. math::
-    p_t = \frac{w_t}{\sum_s w_s}, \qquad
-    w_t = 1/\eta_t \ (\texttt{'inverse'}, \text{Wang et al.}) \quad\text{or}\quad
-    w_t = \eta_t \ (\texttt{'proportional'}, \text{Ghadimi and Lan}).
+    p_t = w_t / (w_0 + ... + w_(T-1)),   w_t = 1 / η_t  ('inverse': Wang et al.)
+                                      or w_t = η_t      ('proportional': Ghadimi and Lan)
 
   Sampled online in one pass with one copy of the parameters (weighted
-  reservoir sampling: :math:`x_t` replaces the kept iterate with probability
-  :math:`w_t / \sum_{s \le t} w_s`). Updates pass through unchanged; chain it
+  reservoir sampling: x_t replaces the kept iterate with probability
+  w_t / Σ_(s ≤ t) w_s). Updates pass through unchanged; chain it
   after the optimizer with the same ``learning_rate`` and read the point with
-  :func:`output_params`. Iterates with :math:`\eta_t = 0` (a warmup's first
+  :func:`output_params`. Iterates with η_t = 0 (a warmup's first
   step) get weight 0.
 
   Args:
-    learning_rate: the optimizer's step size, a float or schedule.
+    learning_rate: the optimizer's step size, a float > 0 or a schedule.
     weighting: ``'inverse'`` or ``'proportional'``.
-    seed: seed of the sampling's PRNG key, kept in the state.
+    seed: seed of the sampling's PRNG key, kept in the state: at most
+      2^32 - 1 (2^63 - 1 under ``jax_enable_x64``), as
+      ``jax.random.PRNGKey`` keeps only that many bits.
 
   Returns:
     An ``optax.GradientTransformation`` with a :class:`SampledIterateState`;
     ``update`` needs ``params``.
+
+  References:
+    Wang, Magnússon and Johansson, "On the Convergence of Step Decay Step-Size for
+    Stochastic Optimization", NeurIPS 2021, the output rule of the non-convex analysis:
+    https://arxiv.org/abs/2102.09393.
+    Ghadimi and Lan, "Stochastic First- and Zeroth-order Methods for Nonconvex
+    Stochastic Programming", SIAM J. Optim. 23(4), 2013:
+    https://arxiv.org/abs/1309.5549.
+    Chao, "A general purpose unequal probability sampling plan", Biometrika
+    69(3), 1982: https://doi.org/10.1093/biomet/69.3.653
 
   Example:
     >>> import jax.numpy as jnp, optax, optax_stepdecay as osd
@@ -95,7 +107,17 @@ def sample_iterate(
   """
   if weighting not in ('inverse', 'proportional'):
     raise ValueError(f"weighting must be 'inverse' or 'proportional', got {weighting!r}.")
-  check.check_integer('seed', seed, minimum=0)
+  if not callable(learning_rate):
+    check.check_scalar('learning_rate', learning_rate)
+    check.check_positive('learning_rate', learning_rate)
+  largest_seed = int(np.iinfo(count_dtype()).max)  # uint32, or int64 under x64
+  check.check_integer(
+    'seed',
+    seed,
+    minimum=0,
+    maximum=largest_seed,
+    why=f'jax.random.PRNGKey keeps only the low bits of larger seeds ({count_dtype()})',
+  )
 
   def weight(count: jax.Array) -> jax.Array:
     rate = jnp.asarray(
@@ -164,12 +186,12 @@ def _averaging(restart_index) -> optax.GradientTransformation:
 
 
 def stage_average(schedule: StageSchedule) -> optax.GradientTransformation:
-  r"""The running average of the iterates of the current stage of ``schedule``.
+  """The running average of the iterates of the current stage of ``schedule``.
 
-  After update :math:`t` (0-based) in stage :math:`k`, the output is
-  :math:`\frac{1}{t - s_k + 1}\sum_{s_k \le j \le t} x_{j+1}`, with
-  :math:`s_k` the first count of the stage and :math:`x_{j+1}` the iterate
-  update :math:`j` produced; it restarts at each cut. Chain it after the
+  After update t (0-based) in stage k, the output is
+  (x_(s_k+1) + ... + x_(t+1)) / (t - s_k + 1), with
+  s_k the first count of the stage and x_(j+1) the iterate
+  update j produced; it restarts at each cut. Chain it after the
   optimizer and read it with :func:`output_params`.
 
   Args:
@@ -179,6 +201,11 @@ def stage_average(schedule: StageSchedule) -> optax.GradientTransformation:
   Returns:
     An ``optax.GradientTransformation`` with an :class:`AverageState`;
     ``update`` needs ``params``.
+
+  References:
+    Polyak and Juditsky, "Acceleration of Stochastic Approximation by
+    Averaging", SIAM J. Control Optim. 30(4), 1992:
+    https://doi.org/10.1137/0330046
   """
   if not isinstance(schedule, StageSchedule):
     raise ValueError(f'schedule must be a schedule of this package, got {schedule!r}.')
@@ -186,21 +213,27 @@ def stage_average(schedule: StageSchedule) -> optax.GradientTransformation:
 
 
 def suffix_average(start_step: int) -> optax.GradientTransformation:
-  r"""The average of the iterates produced by the updates from ``start_step`` on.
+  """The average of the iterates produced by the updates from ``start_step`` on.
 
-  After update :math:`t \ge S` the output is
-  :math:`\frac{1}{t - S + 1}\sum_{j=S}^{t} x_{j+1}`; before, the latest
+  After update t ≥ S the output is
+  (x_(S+1) + ... + x_(t+1)) / (t - S + 1); before, the latest
   iterate. For a budget of T steps, ``suffix_average(T // 2)`` is the
   classical tail average.
 
   Args:
-    start_step: :math:`S \ge 0`, the count of the first update averaged.
+    start_step: S ≥ 0, the count of the first update averaged; at
+      most 2^31 - 1, the largest value of the int32 count.
 
   Returns:
     An ``optax.GradientTransformation`` with an :class:`AverageState`;
     ``update`` needs ``params``.
+
+  References:
+    Rakhlin, Shamir and Sridharan, "Making Gradient Descent Optimal for
+    Strongly Convex Stochastic Optimization", ICML 2012 (suffix averaging):
+    https://arxiv.org/abs/1109.5647
   """
-  check.check_integer('start_step', start_step, minimum=0)
+  check.check_count('start_step', start_step, minimum=0)
   return _averaging(lambda t: (jnp.zeros([], jnp.int32), t >= start_step))
 
 
@@ -212,6 +245,10 @@ def output_params(opt_state: Any) -> optax.Params:
 
   Returns:
     The sampled iterate or the average, shaped like the parameters.
+
+  References:
+    Wang, Magnússon and Johansson, "On the Convergence of Step Decay Step-Size for
+    Stochastic Optimization", NeurIPS 2021, the output rule: https://arxiv.org/abs/2102.09393
   """
   kinds = (SampledIterateState, AverageState)
   for node in jax.tree.leaves(opt_state, is_leaf=lambda n: isinstance(n, kinds)):

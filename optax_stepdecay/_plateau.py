@@ -7,9 +7,12 @@ from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 
 from optax_stepdecay import _validation as check
+from optax_stepdecay._counts import as_float32
+from optax_stepdecay._counts import is_traced
 
 
 class ReduceOnPlateauState(NamedTuple):
@@ -21,8 +24,11 @@ class ReduceOnPlateauState(NamedTuple):
     plateau_count: consecutive evaluations without improvement.
     cooldown_count: evaluations left in the cooldown after a cut.
     count: calls accumulated towards the next evaluation.
-    accumulated_value: sum of the metrics of those calls.
+    accumulated_value: sum of the metrics of those calls (of the finite ones
+      with ``nonfinite='ignore'``).
     num_cuts: cuts so far.
+    accumulated_finite: how many of those calls had a finite metric.
+    num_nonfinite: non-finite metrics received so far; never reset.
   """
 
   scale: jax.Array
@@ -32,6 +38,52 @@ class ReduceOnPlateauState(NamedTuple):
   count: jax.Array  # type: ignore[assignment]  # optax names it so
   accumulated_value: jax.Array
   num_cuts: jax.Array
+  accumulated_finite: jax.Array
+  num_nonfinite: jax.Array
+
+
+_NONFINITE = ('ignore', 'bad')
+
+
+def _check_arguments(
+  decay_factor,
+  patience,
+  mode,
+  threshold,
+  threshold_mode,
+  cooldown,
+  min_scale,
+  accumulation_size,
+  nonfinite,
+) -> None:
+  """The construction-time checks of :func:`reduce_on_plateau`."""
+  for name, value in [
+    ('decay_factor', decay_factor),
+    ('threshold', threshold),
+    ('min_scale', min_scale),
+  ]:
+    check.check_scalar(name, value)
+  f32 = np.float32  # the transformation computes in float32, whatever jax_enable_x64 says
+  check.check_decay_factor('decay_factor', decay_factor, f32)
+  check.check_integer(
+    'patience',
+    patience,
+    minimum=0,
+    maximum=check.INT32_MAX - 1,
+    why='a cut needs patience + 1 bad evaluations, counted in int32',
+  )
+  if mode not in ('min', 'max'):
+    raise ValueError(f"mode must be 'min' or 'max', got {mode!r}.")
+  check.check_non_negative('threshold', threshold, f32)
+  if threshold_mode not in ('rel', 'abs'):
+    raise ValueError(f"threshold_mode must be 'rel' or 'abs', got {threshold_mode!r}.")
+  check.check_count('cooldown', cooldown, minimum=0)
+  check.check_non_negative('min_scale', min_scale, f32)
+  if not is_traced(min_scale) and min_scale > 1:
+    raise ValueError(f'min_scale must be <= 1, got {min_scale!r}.')
+  check.check_count('accumulation_size', accumulation_size, minimum=1)
+  if nonfinite not in _NONFINITE:
+    raise ValueError(f"nonfinite must be 'ignore' or 'bad', got {nonfinite!r}.")
 
 
 def reduce_on_plateau(
@@ -43,45 +95,66 @@ def reduce_on_plateau(
   cooldown: int = 0,
   min_scale: float = 0.0,
   accumulation_size: int = 1,
+  nonfinite: str = 'ignore',
 ) -> optax.GradientTransformationExtraArgs:
-  r"""Divides updates by ``decay_factor`` when a metric stops improving.
+  """Divides updates by ``decay_factor`` when a metric stops improving.
 
   Call ``update(updates, state, params, value=metric)``. Every
-  ``accumulation_size`` calls the mean of their metrics :math:`m` is
+  ``accumulation_size`` calls the mean of their metrics m is
   evaluated, exactly as ``torch.optim.lr_scheduler.ReduceLROnPlateau.step(m)``:
 
-  * :math:`m` improves on the best :math:`b` when
-    :math:`m < b - \tau|b|` (mode ``'min'``, ``threshold_mode='rel'``),
-    :math:`m < b - \tau` (``'abs'``), or the mirror images in mode ``'max'``;
+  * m improves on the best b when
+    m < b - τ abs(b) (mode ``'min'``, ``threshold_mode='rel'``),
+    m < b - τ (``'abs'``), or the mirror images in mode ``'max'``;
   * an improvement resets the count of bad evaluations, anything else
     increments it; during the ``cooldown`` evaluations after a cut bad
     evaluations are not counted;
   * when the count exceeds ``patience`` (``patience + 1`` consecutive bad
-    evaluations) the scale becomes :math:`\max(s / \alpha, s_{\min})` and the
+    evaluations) the scale becomes max(s / α, s_min) and the
     cooldown starts.
 
-  The one difference from torch: the relative threshold uses :math:`|b|`, so
+  The one difference from torch: the relative threshold uses abs(b), so
   negative metrics (log-likelihoods, ELBOs) improve and plateau as positive
-  ones do (torch's ``b (1 - \tau)`` moves the bar the wrong way for
-  :math:`b < 0`). The updates of a call are multiplied by the scale in
+  ones do (torch's ``b * (1 - threshold)`` moves the bar the wrong way for
+  b < 0). The updates of a call are multiplied by the scale in
   effect *after* its metric is evaluated. Chained after any optimizer, the
   scale multiplies its step size (and :func:`current_learning_rate` includes
   it).
 
+  Non-finite metrics (NaN, +inf, -inf; ``optax.apply_if_finite`` does not
+  look at ``value``) follow ``nonfinite``: ``'ignore'`` (the default) leaves
+  them out of the mean, and an evaluation whose metrics are all non-finite
+  does not happen (no bad evaluation, no cooldown step); ``'bad'`` makes any
+  evaluation that includes one a bad evaluation that never becomes the best,
+  as torch counts a NaN metric. Both count them in ``num_nonfinite``.
+
+  Hyperparameters: concrete values are checked when the transformation is
+  built. The numeric ones (``decay_factor``, ``patience``, ``threshold``,
+  ``cooldown``, ``min_scale``, ``accumulation_size``) may also be traced
+  scalars, under ``jax.vmap`` or ``optax.inject_hyperparams``; traced values
+  are not checked.
+
   Args:
-    decay_factor: :math:`\alpha \ge 1`, the divisor at each cut (torch's
+    decay_factor: α ≥ 1, the divisor at each cut (torch's
       ``factor=0.1`` is ``decay_factor=10``).
-    patience: bad evaluations tolerated before a cut, :math:`\ge 0`.
+    patience: bad evaluations tolerated before a cut, ≥ 0 and below
+      2^31 - 1 (they are counted in int32).
     mode: ``'min'`` (lower is better) or ``'max'``.
-    threshold: :math:`\tau \ge 0`, the least change that counts as improvement.
+    threshold: τ ≥ 0, the least change that counts as improvement.
     threshold_mode: ``'rel'`` or ``'abs'``.
     cooldown: evaluations after a cut during which bad ones are not counted.
     min_scale: floor on the scale, in ``[0, 1]``.
     accumulation_size: calls whose metrics are averaged into one evaluation.
+    nonfinite: ``'ignore'`` (default) or ``'bad'``: what a non-finite metric
+      does, see above.
 
   Returns:
     An ``optax.GradientTransformationExtraArgs`` with a
     :class:`ReduceOnPlateauState`.
+
+  References:
+    torch's ``ReduceLROnPlateau``:
+    https://pytorch.org/docs/stable/generated/torch.optim.lr_scheduler.ReduceLROnPlateau.html
 
   Example:
     >>> import jax.numpy as jnp, optax_stepdecay as osd
@@ -92,18 +165,20 @@ def reduce_on_plateau(
     >>> updates, int(state.num_cuts)
     (Array([0.25], dtype=float32), 2)
   """
-  check.check_decay_factor('decay_factor', decay_factor)
-  check.check_integer('patience', patience, minimum=0)
-  if mode not in ('min', 'max'):
-    raise ValueError(f"mode must be 'min' or 'max', got {mode!r}.")
-  check.check_non_negative('threshold', threshold)
-  if threshold_mode not in ('rel', 'abs'):
-    raise ValueError(f"threshold_mode must be 'rel' or 'abs', got {threshold_mode!r}.")
-  check.check_integer('cooldown', cooldown, minimum=0)
-  check.check_non_negative('min_scale', min_scale)
-  if min_scale > 1:
-    raise ValueError(f'min_scale must be <= 1, got {min_scale!r}.')
-  check.check_integer('accumulation_size', accumulation_size, minimum=1)
+  _check_arguments(
+    decay_factor,
+    patience,
+    mode,
+    threshold,
+    threshold_mode,
+    cooldown,
+    min_scale,
+    accumulation_size,
+    nonfinite,
+  )
+  decay_factor, threshold, min_scale = map(  # type: ignore[assignment]
+    as_float32, (decay_factor, threshold, min_scale)
+  )
   sign = 1.0 if mode == 'min' else -1.0  # compare in 'min' form: lower is better
 
   def init_fn(params: optax.Params) -> ReduceOnPlateauState:
@@ -117,6 +192,8 @@ def reduce_on_plateau(
       count=zero,
       accumulated_value=jnp.zeros([], jnp.float32),
       num_cuts=zero,
+      accumulated_finite=zero,
+      num_nonfinite=zero,
     )
 
   def improves(value: jax.Array, best: jax.Array) -> jax.Array:
@@ -125,7 +202,8 @@ def reduce_on_plateau(
     return jnp.where(jnp.isinf(best), value < best, value < best - margin)
 
   def evaluate(state: ReduceOnPlateauState, value: jax.Array) -> ReduceOnPlateauState:
-    better = improves(value, state.best_value)
+    # A non-finite mean (only with nonfinite='bad') is never an improvement.
+    better = improves(value, state.best_value) & jnp.isfinite(value)
     best = jnp.where(better, value, state.best_value)
     bad = jnp.where(better, 0, state.plateau_count + 1)
     in_cooldown = state.cooldown_count > 0
@@ -137,7 +215,7 @@ def reduce_on_plateau(
       scale=jnp.where(cut, new_scale, state.scale),
       best_value=best,
       plateau_count=jnp.where(cut, 0, bad),
-      cooldown_count=jnp.where(cut, cooldown, cooldown_left),
+      cooldown_count=jnp.where(cut, cooldown, cooldown_left).astype(jnp.int32),
       num_cuts=state.num_cuts + (cut & (new_scale < state.scale)),
     )
 
@@ -145,13 +223,33 @@ def reduce_on_plateau(
     del params, extra_args
     if value is None:
       raise ValueError('reduce_on_plateau needs the metric: update(..., value=metric).')
-    total = state.accumulated_value + sign * jnp.asarray(value, jnp.float32)
+    if jnp.ndim(value) != 0:
+      raise ValueError(f'value must be a scalar metric, got shape {jnp.shape(value)}.')
+    metric = sign * jnp.asarray(value, jnp.float32)
+    finite = jnp.isfinite(metric)
+    if nonfinite == 'ignore':
+      metric = jnp.where(finite, metric, 0.0)
+    total = state.accumulated_value + metric
+    num_finite = state.accumulated_finite + finite
     count = state.count + 1
     ready = count >= accumulation_size
-    evaluated = evaluate(state, total / count)
-    state = jax.tree.map(lambda a, b: jnp.where(ready, a, b), evaluated, state)
+    # 'ignore' averages the finite metrics and skips an evaluation that has none;
+    # 'bad' averages all of them, so one non-finite metric makes the evaluation bad.
+    if nonfinite == 'ignore':
+      ready_to_evaluate = ready & (num_finite > 0)
+      mean = total / jnp.maximum(num_finite, 1)
+    else:
+      ready_to_evaluate = ready
+      mean = total / count
+    evaluated = evaluate(state, mean)
+    state = jax.tree.map(lambda a, b: jnp.where(ready_to_evaluate, a, b), evaluated, state)
     state = state._replace(
-      count=jnp.where(ready, 0, count), accumulated_value=jnp.where(ready, 0.0, total)
+      count=jnp.where(ready, 0, count),
+      accumulated_value=jnp.where(ready, 0.0, total),
+      accumulated_finite=jnp.where(ready, 0, num_finite),
+      num_nonfinite=jnp.where(
+        finite, state.num_nonfinite, optax.safe_increment(state.num_nonfinite)
+      ),
     )
     updates = jax.tree.map(lambda u: (state.scale * u).astype(u.dtype), updates)
     return updates, state

@@ -19,6 +19,8 @@ from optax_stepdecay._counts import count_dtype
 from optax_stepdecay._counts import float_dtype
 from optax_stepdecay._counts import is_traced
 from optax_stepdecay._counts import max_count
+from optax_stepdecay._fractions import check_total_steps
+from optax_stepdecay._fractions import steps_of
 from optax_stepdecay._stage_schedule import StageSchedule
 from optax_stepdecay._stage_schedule import register
 
@@ -99,7 +101,28 @@ def _sorted_change_points(boundaries: Sequence[int]) -> Callable[[int], list[int
 
 def _require_concrete(name: str, value: object, why: str) -> None:
   if is_traced(value):
-    raise ValueError(f'{name} must be a concrete value, not traced: {why}.')
+    raise ValueError(
+      f'{name} must be a concrete value, not traced: {why} (under '
+      f'optax.inject_hyperparams, list {name!r} in static_args).'
+    )
+
+
+def _check_arithmetic_boundaries(stage_length, num_stages, transition_begin) -> None:
+  """Every boundary B + k S (1 <= k < N) must be a count schedules can reach."""
+  if any(is_traced(v) for v in (stage_length, num_stages, transition_begin)):
+    return
+  stages = -1 if num_stages is None else num_stages  # -1: no limit
+  columns = np.broadcast_arrays(
+    *(np.asarray(v, dtype=object) for v in (stage_length, stages, transition_begin))
+  )
+  for length, n, begin in zip(*(c.reshape(-1) for c in columns), strict=True):
+    if n == 1:
+      continue  # a single stage: no boundary
+    check.check_reachable('transition_begin', transition_begin, int(begin))
+    check.check_reachable('stage_length', stage_length, int(length))
+    check.check_reachable('stage_length', stage_length, int(begin) + int(length))
+    if n > 2:
+      check.check_reachable('num_stages', num_stages, int(begin) + (int(n) - 1) * int(length))
 
 
 @register
@@ -112,37 +135,42 @@ def step_decay_schedule(
   transition_begin: int = 0,
   end_value: float | None = None,
 ) -> StageSchedule:
-  r"""Step decay, "constant and then cut": Algorithm 1 of Wang et al. (2021).
+  """Step decay, "constant and then cut": Algorithm 1 of Wang et al. (2021).
 
-  The value at count :math:`t` is
+  The value at count t is::
 
-  .. math::
-    \eta_t = \max\left(\frac{\eta_0}{\alpha^{k(t)}}, \eta_{\min}\right), \quad
-    k(t) = \min\left(\left\lfloor \frac{t - B}{S} \right\rfloor, N - 1\right)
-    \text{ for } t \ge B, \quad k(t) = 0 \text{ for } t < B,
+    η_t = max(η₀ / α^k(t), η_min),   k(t) = min(⌊(t - B) / S⌋, N - 1) for t ≥ B,
+                                     k(t) = 0                         for t < B,
 
-  with :math:`\eta_0` = ``init_value``, :math:`\alpha` = ``decay_factor``,
-  :math:`S` = ``stage_length``, :math:`B` = ``transition_begin``, :math:`N` =
-  ``num_stages`` and :math:`\eta_{\min}` = ``end_value``. The value changes
-  exactly at counts :math:`B + kS` (the new value applies at the boundary, as
-  in optax's staircase and torch's ``StepLR``). :math:`k` is computed with
-  integer arithmetic and is exact for every count.
+  with η₀ = ``init_value``, α = ``decay_factor``, S = ``stage_length``,
+  B = ``transition_begin``, N = ``num_stages`` and η_min = ``end_value``. The
+  value changes exactly at counts B + kS (the new value applies at the
+  boundary, as in optax's staircase and torch's ``StepLR``). k is computed
+  with integer arithmetic and is exact for every count. Every cut B + kS
+  (k < N) must be a count the schedule can evaluate (see
+  :class:`StageSchedule`), or the arguments are refused.
 
   Args:
-    init_value: step size of the first stage, :math:`\eta_0`. May be a JAX
+    init_value: step size of the first stage, η₀ > 0. May be a JAX
       array (for example traced under ``jax.vmap`` over a sweep).
-    decay_factor: :math:`\alpha \ge 1`; the step is *divided* by it at each
+    decay_factor: α ≥ 1; the step is *divided* by it at each
       cut (torch's ``gamma=0.1`` is ``decay_factor=10``). May be an array.
-    stage_length: steps per stage, :math:`S \ge 1`, an integer. May be an
+    stage_length: steps per stage, S ≥ 1, an integer. May be an
       integer array.
-    num_stages: number of stages :math:`N \ge 1`; the last one runs forever.
+    num_stages: number of stages N ≥ 1; the last one runs forever.
       None for no limit. May be an integer array, like ``stage_length``.
-    transition_begin: count :math:`B \ge 0` at which the first stage starts
+    transition_begin: count B ≥ 0 at which the first stage starts
       counting; before it the value is ``init_value``.
-    end_value: optional floor :math:`\eta_{\min}` on the value.
+    end_value: optional floor η_min ≥ 0 on the value.
 
   Returns:
     A :class:`StageSchedule` mapping counts to float scalars.
+
+  References:
+    Wang, Magnússon and Johansson, "On the Convergence of Step Decay Step-Size for
+    Stochastic Optimization", NeurIPS 2021, Algorithm 1: https://arxiv.org/abs/2102.09393.
+    Its boundary convention is torch's ``StepLR``:
+    https://pytorch.org/docs/stable/generated/torch.optim.lr_scheduler.StepLR.html
 
   Example:
     >>> import optax_stepdecay as osd
@@ -150,14 +178,15 @@ def step_decay_schedule(
     >>> [float(schedule(t)) for t in range(8)]
     [1.0, 1.0, 1.0, 0.5, 0.5, 0.5, 0.25, 0.25]
   """
-  check.check_finite('init_value', init_value)
+  check.check_positive('init_value', init_value)
   check.check_decay_factor('decay_factor', decay_factor)
   check.check_integer('stage_length', stage_length, minimum=1)
   check.check_integer('transition_begin', transition_begin, minimum=0)
   if num_stages is not None:
     check.check_integer('num_stages', num_stages, minimum=1)
+  _check_arithmetic_boundaries(stage_length, num_stages, transition_begin)
   if end_value is not None:
-    check.check_finite('end_value', end_value)
+    check.check_non_negative('end_value', end_value)
     if not (is_traced(end_value) or is_traced(init_value)) and np.any(
       np.asarray(end_value) > np.asarray(init_value)
     ):
@@ -207,24 +236,30 @@ def _step_decay(
 
 
 def horizon_num_stages(total_steps: int, decay_factor: float) -> int:
-  r"""The paper's number of stages for a budget of T steps: :math:`\lfloor\log_\alpha T\rfloor`.
+  """The paper's number of stages for a budget of T steps: ⌊log_α T⌋.
 
-  Computed exactly: the largest :math:`N` with :math:`\alpha^N \le T`, at
+  Computed exactly: the largest N with α^N ≤ T, at
   least 1 and at most T (every stage gets a step). A floating-point
   logarithm gets ``T=1000, alpha=10`` and ``T=243, alpha=3`` wrong
   (2.999... and 4.999...); this does not. For decay factors so close to 1
-  that :math:`N` exceeds 10,000 the logarithm is used.
+  that N exceeds 10,000 the logarithm is used.
 
   The authors' deep-network runs used half as many stages,
   ``max(1, horizon_num_stages(T, alpha) // 2)``, which equals
-  :math:`\lfloor \log_\alpha T / 2 \rfloor` (at least 1).
+  ⌊log_α T / 2⌋ (at least 1).
 
   Args:
-    total_steps: the budget :math:`T \ge 1`.
-    decay_factor: :math:`\alpha > 1`.
+    total_steps: the budget T ≥ 1.
+    decay_factor: α > 1.
 
   Returns:
     The number of stages, an int.
+
+  References:
+    Wang, Magnússon and Johansson, "On the Convergence of Step Decay Step-Size for
+    Stochastic Optimization", NeurIPS 2021: the horizon rule, N = log_α T stages
+    of T / log_α T steps, rounded down as in the authors' code:
+    https://arxiv.org/abs/2102.09393
 
   Example:
     >>> import optax_stepdecay as osd
@@ -261,28 +296,34 @@ def fixed_horizon_step_decay_schedule(
   *,
   num_stages: int | None = None,
 ) -> StageSchedule:
-  r"""Step decay for a known budget of T steps: the paper's horizon prescription.
+  """Step decay for a known budget of T steps: the paper's horizon prescription.
 
-  :math:`N` = ``num_stages`` or, by default, :math:`\lfloor\log_\alpha T\rfloor`
-  (computed exactly by :func:`horizon_num_stages`); stages last
-  :math:`S = \lfloor T / N \rfloor` steps, the cuts fall at
-  :math:`S, 2S, \dots, (N-1)S` and the last stage runs to the end of training
-  (and beyond, for counts past T):
+  N = ``num_stages`` or, by default, ⌊log_α T⌋ (computed exactly by
+  :func:`horizon_num_stages`); stages last S = ⌊T / N⌋ steps, the cuts fall at
+  S, 2S, ..., (N-1)S and the last stage runs to the end of training (and
+  beyond, for counts past T)::
 
-  .. math::
-    \eta_t = \eta_0 / \alpha^{\min(\lfloor t / S \rfloor, N - 1)}.
+    η_t = η₀ / α^min(⌊t / S⌋, N - 1)
 
   For deep networks the authors used half as many stages; express that as
   ``num_stages=max(1, horizon_num_stages(T, alpha) // 2)``.
 
   Args:
-    init_value: :math:`\eta_0`.
-    total_steps: the budget :math:`T \ge 1` (number of updates).
-    decay_factor: :math:`\alpha > 1` (or :math:`\ge 1` with ``num_stages``).
-    num_stages: overrides :math:`N`; at most ``total_steps``.
+    init_value: η₀ > 0.
+    total_steps: the budget T ≥ 1 (number of updates); its last
+      count T - 1 must be one the schedule can evaluate (see
+      :class:`StageSchedule`).
+    decay_factor: α > 1 (or ≥ 1 with ``num_stages``).
+    num_stages: overrides N; at most ``total_steps``.
 
   Returns:
     A :class:`StageSchedule` with ``num_stages`` stages.
+
+  References:
+    Wang, Magnússon and Johansson, "On the Convergence of Step Decay Step-Size for
+    Stochastic Optimization", NeurIPS 2021: Algorithm 1 with the horizon rule,
+    N = log_α T stages of T / log_α T steps:
+    https://arxiv.org/abs/2102.09393
 
   Example:
     >>> import optax_stepdecay as osd
@@ -293,12 +334,15 @@ def fixed_horizon_step_decay_schedule(
         1           333           666  0.1
         2           666             -  0.01
   """
-  check.check_finite('init_value', init_value)
+  check.check_positive('init_value', init_value)
+  _require_concrete('total_steps', total_steps, 'stage lengths are computed on the host')
   check.check_integer('total_steps', total_steps, minimum=1)
+  check.check_reachable('total_steps', total_steps, int(total_steps) - 1, 'its last update')
   check.check_decay_factor('decay_factor', decay_factor)
   if num_stages is None:
     stages = horizon_num_stages(total_steps, decay_factor)  # type: ignore[arg-type]
   else:
+    _require_concrete('num_stages', num_stages, 'stage lengths are computed on the host')
     check.check_integer('num_stages', num_stages, minimum=1)
     if num_stages > total_steps:
       raise ValueError(
@@ -326,27 +370,42 @@ def multistep_decay_schedule(
   decay_factor: jax.typing.ArrayLike = 10.0,
   *,
   steps_per_epoch: int | None = None,
+  total_steps: int | None = None,
 ) -> StageSchedule:
-  r"""Step decay at given milestones, like torch's ``MultiStepLR``.
+  """Step decay at given milestones, like torch's ``MultiStepLR``.
 
-  .. math::
-    \eta_t = \eta_0 / \alpha^{m(t)}, \quad m(t) = \#\{i : b_i \le t\},
+  With milestones b_1 < b_2 < ...::
 
-  so the new value applies at the milestone itself (:math:`t = b_i`). With
-  ``steps_per_epoch`` the milestones are epochs: :math:`b_i` = milestone
-  :math:`\times` ``steps_per_epoch``. :math:`m(t)` is found by a binary
-  search, O(log M) per evaluation, so thousands of milestones compile and run
-  as fast as a few.
+    η_t = η₀ / α^m(t),   m(t) = number of milestones b_i ≤ t,
+
+  so the new value applies at the milestone itself (t = b_i). With
+  ``steps_per_epoch`` the milestones are epochs: b_i = milestone times
+  ``steps_per_epoch``. With ``total_steps`` T they are fractions of the
+  budget ("cut at 50 % and 75 %": ``[0.5, 0.75]``), converted once on the
+  host, exactly: b_i = ⌊f_i T⌋, a float read as the shortest decimal that
+  rounds to it (0.29 of 100 steps is step 29, where ``int(0.29 * 100)`` is
+  28). m(t) is found by a binary search, O(log M) per
+  evaluation, so thousands of milestones compile and run as fast as a few.
 
   Args:
-    init_value: :math:`\eta_0`.
+    init_value: η₀ > 0.
     milestones: strictly increasing non-negative integers (steps, or epochs
-      with ``steps_per_epoch``).
-    decay_factor: :math:`\alpha \ge 1`, the divisor at each milestone.
-    steps_per_epoch: optional number of steps per epoch, :math:`\ge 1`.
+      with ``steps_per_epoch``), each a count the schedule can evaluate (see
+      :class:`StageSchedule`). A milestone at 0 is legal and applies from the
+      first update, which then uses ``init_value / decay_factor``, as with
+      torch's ``MultiStepLR``.
+    decay_factor: α ≥ 1, the divisor at each milestone.
+    steps_per_epoch: optional number of steps per epoch, ≥ 1.
+    total_steps: optional budget T ≥ 1 (exclusive with ``steps_per_epoch``);
+      the milestones are then increasing fractions in [0, 1] of it that fall
+      on distinct steps.
 
   Returns:
     A :class:`StageSchedule` with ``len(milestones) + 1`` stages.
+
+  References:
+    torch's ``MultiStepLR``:
+    https://pytorch.org/docs/stable/generated/torch.optim.lr_scheduler.MultiStepLR.html
 
   Example:
     >>> import optax_stepdecay as osd
@@ -354,20 +413,27 @@ def multistep_decay_schedule(
     >>> [round(float(schedule(t)), 6) for t in (199, 200, 399, 400)]
     [0.1, 0.01, 0.01, 0.001]
   """
-  check.check_finite('init_value', init_value)
+  check.check_positive('init_value', init_value)
   check.check_decay_factor('decay_factor', decay_factor)
-  points = check.check_increasing_integers(
-    'milestones', check.check_sequence('milestones', milestones)
-  )
+  given = check.check_sequence('milestones', milestones)
+  if total_steps is not None:
+    points = _fraction_milestones(given, steps_per_epoch, total_steps)
+  else:
+    points = check.check_increasing_integers('milestones', given)
   if steps_per_epoch is not None:
+    _require_concrete('steps_per_epoch', steps_per_epoch, 'milestones are computed on the host')
     check.check_integer('steps_per_epoch', steps_per_epoch, minimum=1)
     points = [p * int(steps_per_epoch) for p in points]
+  for i, point in enumerate(points):
+    check.check_reachable(f'milestones[{i}]', given[i], point)
   config = dict(
     init_value=init_value,
     milestones=list(milestones),
     decay_factor=decay_factor,
     steps_per_epoch=steps_per_epoch,
   )
+  if total_steps is not None:  # only then: earlier JSON keeps its form
+    config['total_steps'] = total_steps
   return StageSchedule(
     'multistep_decay_schedule',
     config,
@@ -378,24 +444,51 @@ def multistep_decay_schedule(
   )
 
 
+def _fraction_milestones(
+  given: Sequence[object], steps_per_epoch: Any, total_steps: Any
+) -> list[int]:
+  """Milestones given as fractions of ``total_steps``, as strictly increasing steps."""
+  if steps_per_epoch is not None:
+    raise ValueError(
+      f'Pass at most one of steps_per_epoch and total_steps, got '
+      f'steps_per_epoch={steps_per_epoch!r} and total_steps={total_steps!r}.'
+    )
+  total = check_total_steps(total_steps)
+  points = [steps_of(f'milestones[{i}]', m, total) for i, m in enumerate(given)]
+  for i in range(1, len(points)):
+    if points[i] <= points[i - 1]:
+      raise ValueError(
+        f'milestones must be increasing fractions on distinct steps of total_steps={total}, '
+        f'got {list(given)!r}: steps {points} (step = floor(fraction * total_steps)).'
+      )
+  return points
+
+
 @register
 def stagewise_schedule(
   boundaries: Sequence[int], values: Sequence[float] | jax.typing.ArrayLike
 ) -> StageSchedule:
-  r"""A constant value per stage: ``values[i]`` on ``[boundaries[i-1], boundaries[i])``.
+  """A constant value per stage: ``values[i]`` on ``[boundaries[i-1], boundaries[i])``.
 
-  .. math::
-    \eta_t = v_{m(t)}, \quad m(t) = \#\{i : b_i \le t\}.
+  With boundaries b_1 < b_2 < ... and values v_0, v_1, ...::
+
+    η_t = v_m(t),   m(t) = number of boundaries b_i ≤ t.
 
   Unlike ``optax.piecewise_constant_schedule`` the values are absolute (not
   multiplicative scales) and the lookup is a binary search.
 
   Args:
-    boundaries: strictly increasing non-negative integer steps.
-    values: ``len(boundaries) + 1`` finite values.
+    boundaries: strictly increasing non-negative integer steps, each a count
+      the schedule can evaluate (see :class:`StageSchedule`). A boundary at 0
+      is legal: ``values[0]`` is then never used.
+    values: ``len(boundaries) + 1`` finite values, all > 0.
 
   Returns:
     A :class:`StageSchedule`.
+
+  References:
+    ``optax.piecewise_constant_schedule``, with absolute values instead of
+    multiplicative scales: https://optax.readthedocs.io
 
   Example:
     >>> import optax_stepdecay as osd
@@ -406,10 +499,12 @@ def stagewise_schedule(
   points = check.check_increasing_integers(
     'boundaries', check.check_sequence('boundaries', boundaries)
   )
+  for i, point in enumerate(points):
+    check.check_reachable(f'boundaries[{i}]', point)
   table: Any = values
   if not is_traced(values):
     table = check.check_sequence('values', values)
-    check.check_finite('values', table)
+    check.check_positive('values', table)
   if len(table) != len(points) + 1:
     raise ValueError(
       f'values must have len(boundaries) + 1 = {len(points) + 1} entries, '
@@ -434,10 +529,12 @@ def _geometric_boundaries(first: int, growth: float, num_stages: int | None) -> 
   """
   limit = 2**63 - 1
   estimate = math.log(limit * (growth - 1) / first + 1) / math.log(growth)
-  if num_stages is None and estimate > _MAX_GEOMETRIC_STAGES:
+  too_many = num_stages is None or num_stages - 1 > _MAX_GEOMETRIC_STAGES
+  if too_many and estimate > _MAX_GEOMETRIC_STAGES:
     raise ValueError(
       f'stage_growth={growth!r} is so close to 1 that about {estimate:.0f} stages '
-      f'start below 2**63 (the limit is {_MAX_GEOMETRIC_STAGES}); pass num_stages.'
+      f'start below 2**63 (the limit is {_MAX_GEOMETRIC_STAGES}); pass num_stages'
+      f'{"" if num_stages is None else f" <= {_MAX_GEOMETRIC_STAGES + 1}, got {num_stages}"}.'
     )
   numerator, denominator = growth.as_integer_ratio()
   exponent = denominator.bit_length() - 1
@@ -462,24 +559,31 @@ def geometric_stage_decay_schedule(
   *,
   num_stages: int | None = None,
 ) -> StageSchedule:
-  r"""Stages that grow geometrically: Hazan and Kale's epoch doubling.
+  """Stages that grow geometrically: Hazan and Kale's epoch doubling.
 
-  Stage :math:`k` lasts :math:`L_k = \lfloor L_0 g^k \rfloor` steps (exact
-  integers) and has the value :math:`\eta_0 / \alpha^k`, with :math:`L_0` =
-  ``first_stage_length``, :math:`g` = ``stage_growth`` and :math:`\alpha` =
-  ``decay_factor``. The defaults (:math:`g = \alpha = 2`) are Epoch-GD's
+  Stage k lasts L_k = ⌊L₀ g^k⌋ steps (exact
+  integers) and has the value η₀ / α^k, with L₀ =
+  ``first_stage_length``, g = ``stage_growth`` and α =
+  ``decay_factor``. The defaults (g = α = 2) are Epoch-GD's
   schedule for strongly convex problems. With ``stage_growth=1`` this is
   :func:`step_decay_schedule`.
 
   Args:
-    init_value: :math:`\eta_0`.
-    first_stage_length: :math:`L_0 \ge 1`, an integer.
-    decay_factor: :math:`\alpha \ge 1`.
-    stage_growth: :math:`g \ge 1`, a concrete number.
-    num_stages: optional number of stages; the last one runs forever.
+    init_value: η₀ > 0.
+    first_stage_length: L₀ ≥ 1, an integer.
+    decay_factor: α ≥ 1.
+    stage_growth: g ≥ 1, a concrete number.
+    num_stages: optional number of stages; the last one runs forever. Its
+      stages must all begin at counts the schedule can evaluate (see
+      :class:`StageSchedule`).
 
   Returns:
     A :class:`StageSchedule`.
+
+  References:
+    Hazan and Kale, "Beyond the Regret Minimization Barrier: Optimal Algorithms
+    for Stochastic Strongly-Convex Optimization", JMLR 15 (2014), Epoch-GD:
+    https://jmlr.org/papers/v15/hazan14a.html
 
   Example:
     >>> import optax_stepdecay as osd
@@ -487,12 +591,17 @@ def geometric_stage_decay_schedule(
     >>> schedule.change_points(30)
     [2, 6, 14]
   """
-  check.check_finite('init_value', init_value)
+  check.check_positive('init_value', init_value)
+  _require_concrete(
+    'first_stage_length', first_stage_length, 'stage boundaries are computed on the host'
+  )
   check.check_integer('first_stage_length', first_stage_length, minimum=1)
+  check.check_reachable('first_stage_length', first_stage_length)
   check.check_decay_factor('decay_factor', decay_factor)
   _require_concrete('stage_growth', stage_growth, 'stage boundaries are computed on the host')
   check.check_decay_factor('stage_growth', stage_growth)
   if num_stages is not None:
+    _require_concrete('num_stages', num_stages, 'stage boundaries are computed on the host')
     check.check_integer('num_stages', num_stages, minimum=1)
   config = dict(
     init_value=init_value,
@@ -502,6 +611,7 @@ def geometric_stage_decay_schedule(
     num_stages=num_stages,
   )
   if float(stage_growth) == 1:
+    _check_arithmetic_boundaries(first_stage_length, num_stages, 0)
     return _step_decay(
       'geometric_stage_decay_schedule',
       config,
@@ -511,6 +621,9 @@ def geometric_stage_decay_schedule(
       num_stages,
     )
   boundaries = _geometric_boundaries(int(first_stage_length), float(stage_growth), num_stages)
+  if num_stages is not None and boundaries:
+    last = boundaries[-1] if len(boundaries) == num_stages - 1 else 2**63  # beyond int64
+    check.check_reachable('num_stages', num_stages, last)
   return StageSchedule(
     'geometric_stage_decay_schedule',
     config,

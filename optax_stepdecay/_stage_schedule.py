@@ -6,6 +6,7 @@ import json
 from collections.abc import Callable
 from typing import Any
 from typing import NamedTuple
+from typing import cast
 
 import jax
 import jax.numpy as jnp
@@ -26,8 +27,9 @@ class Stage(NamedTuple):
       forever.
     value: the value at ``start``; constant over the stage unless ``ramp_to``
       is set.
-    ramp_to: for a linear ramp (warmup), the value the ramp reaches at ``end``;
-      None for a constant stage.
+    ramp_to: for a ramp (a warmup or decay, linear unless the stage table
+      names another shape), the value the ramp reaches at ``end``; None for
+      a constant stage.
   """
 
   start: int
@@ -72,6 +74,14 @@ class StageSchedule:
 
   Counts below zero evaluate as count 0. Float counts are floored (a count
   of 2.7 is step 2); a NaN count gives a NaN value.
+
+  Counts are evaluated as ``uint32`` (``int64`` with ``jax_enable_x64``), so
+  the largest count is 2^32 - 1 (2^63 - 1); factories
+  refuse a stage boundary or horizon beyond it, checked against the setting
+  in force when the schedule is built. optax's own counters are int32 and
+  stop at 2^31 - 1: boundaries above that are reached only by
+  larger counts, such as Flax's uint32 ``nnx.Optimizer.step``
+  (:func:`scale_by_tracked_learning_rate` refuses such schedules).
   """
 
   def __init__(
@@ -149,7 +159,7 @@ class StageSchedule:
       end = '-' if row.end is None else str(row.end)
       value = f'{row.value:.6g}'
       if row.ramp_to is not None:
-        value += f' -> {row.ramp_to:.6g} (linear)'
+        value += f' -> {row.ramp_to:.6g} ({self._ramp_shape(row)})'
       lines.append(f'{i:>5}  {row.start:>12}  {end:>12}  {value}')
     return '\n'.join(lines)
 
@@ -184,6 +194,9 @@ class StageSchedule:
     for row in self.stages(num_steps):
       steps += [row.start, row.end]
       values += [row.value, row.value if row.ramp_to is None else row.ramp_to]
+      if row.ramp_to is not None and self._ramp_shape(row) != 'linear':  # a curve: 64 points
+        inner = np.linspace(row.start, cast(int, row.end), 65, dtype=np.int64)[1:-1]
+        steps[-1:-1], values[-1:-1] = inner.tolist(), np.asarray(self(inner)).tolist()
     ax.plot(steps, values, **kwargs)
     if log_scale and min(values) > 0:
       ax.set_yscale('log')
@@ -191,9 +204,33 @@ class StageSchedule:
     ax.set_ylabel('learning rate')
     return ax
 
+  def _ramp_shape(self, row: Stage) -> str:
+    """The shape of a ramp of :meth:`stages` (``'linear'``; :func:`wsd_schedule` has others)."""
+    del row
+    return 'linear'
+
   def __repr__(self) -> str:
     args = ', '.join(f'{k}={v!r}' for k, v in self._config.items())
     return f'{self._name}({args})'
+
+
+def reaches_every_stage(schedule: StageSchedule, count: int) -> bool:
+  """Whether counts up to ``count`` reach all of ``schedule``'s stage boundaries.
+
+  With finitely many stages: the last stage has begun by ``count``; with
+  infinitely many: the first cut has. True when the stage index is traced
+  (a traced stage length) and cannot be inspected.
+  """
+  if count < 0:
+    return False
+  try:
+    index = schedule.stage_index(np.asarray(count, dtype=np.int64))
+  except ValueError:  # a warmup in front of a foreign schedule: no stages to check
+    return True
+  if is_traced(index) or is_traced(schedule.num_stages):
+    return True
+  last = 1 if schedule.num_stages is None else schedule.num_stages - 1
+  return bool(np.all(np.asarray(index) >= last))
 
 
 def _nan_where_nan_count(count: jax.typing.ArrayLike, value: jax.Array) -> jax.Array:

@@ -12,9 +12,14 @@ import optax
 
 from optax_stepdecay import _validation as check
 from optax_stepdecay._auto import AutoStepDecayState
+from optax_stepdecay._cooldown import CooldownState
+from optax_stepdecay._counts import as_float32
+from optax_stepdecay._counts import is_traced
 from optax_stepdecay._plateau import ReduceOnPlateauState
 from optax_stepdecay._schedules import fixed_horizon_step_decay_schedule
 from optax_stepdecay._schedules import step_decay_schedule
+from optax_stepdecay._stage_schedule import StageSchedule
+from optax_stepdecay._stage_schedule import reaches_every_stage
 
 
 class TrackedLearningRateState(NamedTuple):
@@ -33,20 +38,27 @@ class TrackedLearningRateState(NamedTuple):
 def scale_by_tracked_learning_rate(
   learning_rate: optax.ScalarOrSchedule, *, flip_sign: bool = True
 ) -> optax.GradientTransformation:
-  r"""Scales updates by a step size and keeps that step size in the state.
+  """Scales updates by a step size and keeps that step size in the state.
 
-  Like ``optax.scale_by_learning_rate``, :math:`u_t = -\eta_t g_t` with
-  :math:`\eta_t` = ``learning_rate(t)`` and :math:`t` = the number of
+  Like ``optax.scale_by_learning_rate``, u_t = -η_t g_t with
+  η_t = ``learning_rate(t)`` and t = the number of
   earlier updates (0 on the first), but the state also holds
-  :math:`\eta_t`, so :func:`current_learning_rate` can read it for logging
+  η_t, so :func:`current_learning_rate` can read it for logging
   without ``optax.inject_hyperparams``.
 
   Args:
-    learning_rate: a float or an optax schedule.
+    learning_rate: a float > 0 or an optax schedule. The count it is
+      evaluated at is int32 and stops at 2^31 - 1, as optax's
+      counts do: a schedule of this package with stage boundaries beyond
+      that is refused.
     flip_sign: negate the updates (descent), as optax does by default.
 
   Returns:
     An ``optax.GradientTransformation`` with a :class:`TrackedLearningRateState`.
+
+  References:
+    ``optax.scale_by_learning_rate``, which it replaces:
+    https://optax.readthedocs.io
 
   Example:
     >>> import jax.numpy as jnp, optax_stepdecay as osd
@@ -57,6 +69,17 @@ def scale_by_tracked_learning_rate(
     >>> updates, float(osd.current_learning_rate(state))
     (Array([-0.5, -0.5], dtype=float32), 0.5)
   """
+  if not callable(learning_rate):
+    check.check_scalar('learning_rate', learning_rate)
+    check.check_positive('learning_rate', learning_rate)
+  elif isinstance(learning_rate, StageSchedule) and not reaches_every_stage(
+    learning_rate, check.INT32_MAX
+  ):
+    raise ValueError(
+      f'learning_rate={learning_rate!r} has stage boundaries beyond count '
+      f'{check.INT32_MAX}, which this transformation never reaches: it counts updates '
+      f'as optax does, and {check.INT32_COUNT}.'
+    )
   sign = -1.0 if flip_sign else 1.0
 
   def rate(count: jax.Array) -> jax.Array:
@@ -77,7 +100,7 @@ def scale_by_tracked_learning_rate(
   return optax.GradientTransformation(init_fn, update_fn)
 
 
-_RATE_STATES = (TrackedLearningRateState, AutoStepDecayState)
+_RATE_STATES = (TrackedLearningRateState, AutoStepDecayState, CooldownState)
 
 
 def _read(value: Any) -> jax.Array:
@@ -90,8 +113,8 @@ def _read(value: Any) -> jax.Array:
 def current_learning_rate(opt_state: Any) -> jax.Array:
   """The step size of the most recent update, read from an optimizer state.
 
-  Finds the first :class:`TrackedLearningRateState` or
-  :class:`AutoStepDecayState` (or, failing that, the first
+  Finds the first :class:`TrackedLearningRateState`,
+  :class:`AutoStepDecayState` or :class:`CooldownState` (or, failing that, the first
   ``optax.inject_hyperparams`` state with a ``learning_rate``) in any nesting
   of optax states: ``optax.chain``, ``optax.MultiSteps``,
   ``optax.multi_transform`` or a Flax ``nnx.Optimizer``'s ``opt_state``; and
@@ -105,6 +128,11 @@ def current_learning_rate(opt_state: Any) -> jax.Array:
 
   Raises:
     ValueError: the state holds no learning rate.
+
+  References:
+    The states it reads: :func:`scale_by_tracked_learning_rate`,
+    :func:`auto_step_decay`, :func:`scale_by_cooldown`, :func:`reduce_on_plateau` and
+    ``optax.inject_hyperparams`` (https://optax.readthedocs.io).
   """
 
   def is_node(node: Any) -> bool:
@@ -113,11 +141,15 @@ def current_learning_rate(opt_state: Any) -> jax.Array:
       getattr(node, 'hyperparams', None), dict
     )
 
-  nodes = jax.tree.leaves(opt_state, is_leaf=is_node)
+  ours = (*_RATE_STATES, ReduceOnPlateauState)
+  # Our states first, also inside inject_hyperparams (auto_step_decay's rate is not a
+  # hyperparameter); then inject_hyperparams states that hold a learning_rate.
+  nodes = jax.tree.leaves(opt_state, is_leaf=lambda n: isinstance(n, ours))
+  injected = jax.tree.leaves(opt_state, is_leaf=is_node)
   rates = [_read(n.learning_rate) for n in nodes if isinstance(n, _RATE_STATES)]
   rates += [
     _read(n.hyperparams['learning_rate'])
-    for n in nodes
+    for n in injected
     if isinstance(getattr(n, 'hyperparams', None), dict) and 'learning_rate' in n.hyperparams
   ]
   if not rates:
@@ -140,6 +172,45 @@ def _is_static_zero(value: Any) -> bool:
   return isinstance(value, (int, float, np.number)) and value == 0
 
 
+def _check_sgd_arguments(
+  init_value, decay_factor, stage_length, total_steps, num_stages, momentum, weight_decay
+) -> None:
+  """The checks of :func:`step_decay_sgd` beyond those of its schedule."""
+  for name, value in [
+    ('init_value', init_value),
+    ('decay_factor', decay_factor),
+    ('momentum', momentum if momentum is not None else 0.0),
+    ('weight_decay', weight_decay),
+  ]:
+    check.check_scalar(name, value)
+  # The schedule runs on this transformation's int32 count: every cut must be below 2**31.
+  if total_steps is not None:
+    check.check_integer(
+      'total_steps',
+      total_steps,
+      minimum=1,
+      maximum=check.INT32_MAX + 1,
+      why=f'its last update has count total_steps - 1 and {check.INT32_COUNT}',
+    )
+  else:
+    check.check_count('stage_length', stage_length, minimum=1)
+    if num_stages is not None:
+      check.check_integer('num_stages', num_stages, minimum=1)
+      if not (is_traced(num_stages) or is_traced(stage_length)):
+        last = (np.asarray(num_stages, dtype=object) - 1) * np.asarray(stage_length, dtype=object)
+        if np.any(last > check.INT32_MAX):
+          raise ValueError(
+            f'num_stages={num_stages!r} with stage_length={stage_length!r} puts the last cut '
+            f'at count {last}, which is never reached: {check.INT32_COUNT}.'
+          )
+  if momentum is not None:
+    check.check_non_negative('momentum', momentum)
+    if not is_traced(momentum) and np.any(np.asarray(momentum) >= 1):
+      raise ValueError(
+        f'momentum must be < 1, got {momentum!r}: the momentum buffer would grow without bound.'
+      )
+
+
 def step_decay_sgd(
   init_value: jax.typing.ArrayLike,
   decay_factor: jax.typing.ArrayLike,
@@ -151,38 +222,45 @@ def step_decay_sgd(
   nesterov: bool = False,
   weight_decay: jax.typing.ArrayLike = 0.0,
 ) -> optax.GradientTransformation:
-  r"""SGD with step decay (Algorithm 1 of Wang et al., 2021) in one transformation.
+  """SGD with step decay (Algorithm 1 of Wang et al., 2021) in one transformation.
 
-  .. math::
-    d_t = g_t + \lambda x_t, \quad
-    m_t = \mu m_{t-1} + d_t, \quad
-    x_{t+1} = x_t - \eta_t \cdot \begin{cases}
-      d_t & \text{no momentum} \\
-      m_t & \text{heavy ball} \\
-      d_t + \mu m_t & \text{Nesterov}
-    \end{cases}
+  With the gradient g_t at the parameters x_t::
 
-  with :math:`\lambda` = ``weight_decay`` (coupled L2, added to the gradient
-  before momentum, as ``torch.optim.SGD`` and the authors' code do),
-  :math:`\mu` = ``momentum`` and :math:`\eta_t` from
-  :func:`step_decay_schedule` (given ``stage_length``) or
-  :func:`fixed_horizon_step_decay_schedule` (given ``total_steps``). The
-  step count :math:`t` counts updates, 0 on the first. Under
-  ``optax.MultiSteps`` it counts the accumulated updates, not micro-batches.
-  Read :math:`\eta_t` back with :func:`current_learning_rate`.
+    d_t     = g_t + λ x_t
+    m_t     = μ m_(t-1) + d_t
+    x_(t+1) = x_t - η_t d_t             without momentum
+              x_t - η_t m_t             heavy ball
+              x_t - η_t (d_t + μ m_t)   Nesterov
+
+  with λ = ``weight_decay`` (coupled L2, added to the gradient before
+  momentum, as ``torch.optim.SGD`` and the authors' code do), μ = ``momentum``
+  and η_t from :func:`step_decay_schedule` (given ``stage_length``) or
+  :func:`fixed_horizon_step_decay_schedule` (given ``total_steps``). The step
+  count t counts updates, 0 on the first. Under ``optax.MultiSteps`` it counts
+  the accumulated updates, not micro-batches. Read η_t back with
+  :func:`current_learning_rate`.
 
   Args:
-    init_value: :math:`\eta_0`.
-    decay_factor: :math:`\alpha \ge 1`, the divisor at each cut.
-    stage_length: steps per stage (exclusive with ``total_steps``).
-    total_steps: the training budget, for the paper's horizon prescription.
+    init_value: η₀ > 0, a scalar.
+    decay_factor: α ≥ 1, the divisor at each cut.
+    stage_length: steps per stage (exclusive with ``total_steps``). The step
+      count is int32 (it stops at 2^31 - 1), so every cut must come
+      at or before that count.
+    total_steps: the training budget, for the paper's horizon prescription;
+      at most 2^31.
     num_stages: number of stages (optional with either).
-    momentum: :math:`\mu \ge 0`, or None for plain SGD.
+    momentum: 0 ≤ μ < 1, or None for plain SGD.
     nesterov: use Nesterov momentum (needs ``momentum > 0``).
-    weight_decay: :math:`\lambda \ge 0`; needs ``params`` in ``update``.
+    weight_decay: λ ≥ 0; needs ``params`` in ``update``.
 
   Returns:
     An ``optax.GradientTransformationExtraArgs``.
+
+  References:
+    Wang, Magnússon and Johansson, "On the Convergence of Step Decay Step-Size for
+    Stochastic Optimization", NeurIPS 2021, Algorithm 1: https://arxiv.org/abs/2102.09393.
+    Momentum and weight decay as in ``torch.optim.SGD``:
+    https://pytorch.org/docs/stable/generated/torch.optim.SGD.html
 
   Example:
     >>> import jax, jax.numpy as jnp, optax, optax_stepdecay as osd
@@ -199,6 +277,9 @@ def step_decay_sgd(
       'Pass exactly one of stage_length and total_steps, got '
       f'stage_length={stage_length!r}, total_steps={total_steps!r}.'
     )
+  _check_sgd_arguments(
+    init_value, decay_factor, stage_length, total_steps, num_stages, momentum, weight_decay
+  )
   if total_steps is not None:
     schedule = fixed_horizon_step_decay_schedule(
       init_value, total_steps, decay_factor, num_stages=num_stages
@@ -208,10 +289,9 @@ def step_decay_sgd(
   check.check_non_negative('weight_decay', weight_decay)
   parts = []
   if not _is_static_zero(weight_decay):
-    parts.append(optax.add_decayed_weights(weight_decay))
+    parts.append(optax.add_decayed_weights(as_float32(weight_decay)))
   if momentum is not None:
-    check.check_non_negative('momentum', momentum)
-    parts.append(optax.trace(decay=momentum, nesterov=nesterov))
+    parts.append(optax.trace(decay=as_float32(momentum), nesterov=nesterov))
   if nesterov and (momentum is None or _is_static_zero(momentum)):
     raise ValueError(f'nesterov=True needs momentum > 0, got momentum={momentum!r}.')
   parts.append(scale_by_tracked_learning_rate(schedule))

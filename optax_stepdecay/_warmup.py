@@ -12,10 +12,14 @@ from optax_stepdecay import _validation as check
 from optax_stepdecay._counts import as_count
 from optax_stepdecay._counts import as_count_constant
 from optax_stepdecay._counts import constant_fits
+from optax_stepdecay._counts import count_dtype
 from optax_stepdecay._counts import float_dtype
+from optax_stepdecay._counts import is_traced
+from optax_stepdecay._counts import max_count
 from optax_stepdecay._stage_schedule import Stage
 from optax_stepdecay._stage_schedule import StageSchedule
 from optax_stepdecay._stage_schedule import _nan_where_nan_count
+from optax_stepdecay._stage_schedule import reaches_every_stage
 from optax_stepdecay._stage_schedule import register
 
 
@@ -94,28 +98,32 @@ class WarmupSchedule(StageSchedule):
 def with_linear_warmup(
   schedule: optax.Schedule, warmup_steps: int, *, init_value: float = 0.0
 ) -> StageSchedule:
-  r"""Prepends a linear warmup to ``schedule``.
+  """Prepends a linear warmup to ``schedule``.
 
-  .. math::
-    \eta_t = \begin{cases}
-      v_0 + (s(0) - v_0)\, t / W, & t < W \\
-      s(t - W), & t \ge W
-    \end{cases}
+  The value at count t is::
 
-  with :math:`v_0` = ``init_value``, :math:`W` = ``warmup_steps`` and
-  :math:`s` = ``schedule``. The wrapped schedule starts at its own count 0 at
-  step :math:`W`, so its stage boundaries move :math:`W` steps later. At
-  count 0 the value is ``init_value`` (0 by default, so the first update is
-  zero, as in optax's warmup schedules).
+    η_t = v₀ + (s(0) - v₀) t / W   for t < W
+          s(t - W)                 for t ≥ W
+
+  with v₀ = ``init_value``, W = ``warmup_steps`` and s = ``schedule``. The
+  wrapped schedule starts at its own count 0 at step W, so its stage
+  boundaries move W steps later. At count 0 the value is ``init_value`` (0 by
+  default, so the first update is zero, as in optax's warmup schedules).
 
   Args:
     schedule: any optax schedule; stage tables, plots and serialisation need
       one of this package.
-    warmup_steps: :math:`W \ge 0`; 0 returns the schedule unchanged in value.
-    init_value: the value at count 0.
+    warmup_steps: W ≥ 0; 0 returns the schedule unchanged in value.
+      The ramp's end and the wrapped schedule's shifted stage boundaries must
+      be counts the schedule can evaluate (see :class:`StageSchedule`).
+    init_value: the value at count 0, ≥ 0.
 
   Returns:
     A :class:`StageSchedule`.
+
+  References:
+    Goyal et al., "Accurate, Large Minibatch SGD: Training ImageNet in 1 Hour"
+    (2017), gradual warmup: https://arxiv.org/abs/1706.02677
 
   Example:
     >>> import optax_stepdecay as osd
@@ -126,6 +134,19 @@ def with_linear_warmup(
   """
   if not callable(schedule):
     raise ValueError(f'schedule must be a callable of the count, got {schedule!r}.')
+  if is_traced(warmup_steps):
+    raise ValueError(
+      'warmup_steps must be a concrete value, not traced: the ramp is laid out on the host '
+      "(under optax.inject_hyperparams, list 'warmup_steps' in static_args)."
+    )
   check.check_integer('warmup_steps', warmup_steps, minimum=0)
-  check.check_finite('init_value', init_value)
+  check.check_reachable('warmup_steps', warmup_steps)
+  check.check_non_negative('init_value', init_value)
+  shifted_reach = max_count() - int(warmup_steps)
+  if isinstance(schedule, StageSchedule) and not reaches_every_stage(schedule, shifted_reach):
+    raise ValueError(
+      f'warmup_steps={warmup_steps!r} moves the stage boundaries of {schedule!r} '
+      f'beyond the largest count schedules evaluate, {max_count()} ({count_dtype()}), '
+      'so they are never reached.'
+    )
   return WarmupSchedule(schedule, int(warmup_steps), init_value)

@@ -41,7 +41,7 @@ class MultistepTest(chex.TestCase):
     chex.assert_trees_all_close(schedule(counts), jnp.array([1.0, 0.1, 0.1, 0.1]))
 
   def test_milestones_beyond_int32_compile_and_apply(self):
-    schedule = osd.multistep_decay_schedule(1.0, [10, 3_000_000_000, 2**40], 2.0)
+    schedule = osd.multistep_decay_schedule(1.0, [10, 3_000_000_000], 2.0)
     values = jax.jit(schedule)(jnp.array([9, 10, 2**31 - 1], dtype=jnp.int32))
     chex.assert_trees_all_close(values, jnp.array([1.0, 0.5, 0.5]))
     late = jax.jit(schedule)(jnp.array([2_999_999_999, 3_000_000_000], dtype=jnp.uint32))
@@ -62,6 +62,17 @@ class MultistepTest(chex.TestCase):
     schedule = osd.multistep_decay_schedule(1.0, milestones, 2.0)
     expected = sum(m <= t for m in milestones)
     assert int(schedule.stage_index(jnp.int32(t))) == expected
+
+
+def test_milestone_beyond_every_uint32_count_is_refused():
+  with pytest.raises(ValueError, match=r'milestones\[2\]=1099511627776 .* 4294967295'):
+    osd.multistep_decay_schedule(1.0, [10, 3_000_000_000, 2**40], 2.0)
+
+
+def test_milestone_beyond_uint32_applies_to_int64_counts_under_x64(x64):
+  schedule = osd.multistep_decay_schedule(1.0, [10, 3_000_000_000, 2**40], 2.0)
+  late = schedule(jnp.array([2**40 - 1, 2**40], dtype=jnp.int64))
+  chex.assert_trees_all_close(late, jnp.array([0.25, 0.125]))
 
 
 class StagewiseTest(chex.TestCase):

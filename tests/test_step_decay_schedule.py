@@ -121,9 +121,10 @@ class ExactnessTest(parameterized.TestCase):
     with pytest.raises(OverflowError, match='count=4294967296'):
       schedule(2**32)
 
-  def test_stage_length_beyond_every_count_never_cuts(self):
-    schedule = osd.step_decay_schedule(1.0, 2.0, 2**40)
-    assert float(schedule(jnp.uint32(2**32 - 1))) == 1.0
+  def test_stage_length_beyond_every_uint32_count_is_refused(self):
+    # A cut that no count reaches would silently never happen.
+    with pytest.raises(ValueError, match=r'stage_length=1099511627776 .* 4294967295'):
+      osd.step_decay_schedule(1.0, 2.0, 2**40)
 
 
 def test_int64_counts_under_x64(x64):
@@ -134,6 +135,12 @@ def test_int64_counts_under_x64(x64):
   assert int(jax.jit(schedule.stage_index)(count)) == 5 * 10**18 // 1_000_000_007
   assert int(schedule.stage_index(2**63 - 1)) == (2**63 - 1) // 1_000_000_007
   chex.assert_type(schedule(count), jnp.float64)
+
+
+def test_stage_length_beyond_uint32_cuts_int64_counts_under_x64(x64):
+  schedule = osd.step_decay_schedule(1.0, 2.0, 2**40)
+  assert float(schedule(jnp.int64(2**40 - 1))) == 1.0
+  assert float(schedule(jnp.int64(2**40))) == 0.5
 
 
 class CountConventionsTest(chex.TestCase):
