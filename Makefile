@@ -4,16 +4,25 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN = $(VENV)/bin
 
-.PHONY: demo test lint typecheck pytest clean
+.PHONY: demo results tune test lint typecheck pytest docs dist test-lowest clean
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[test,examples,dev]'
+	$(BIN)/python -m pip install --quiet -e '.[test,examples,dev,docs]'
 	touch $@
 
+# Ten step sizes x ten seeds on MNIST-1D with the committed tuned settings -> runs/compare-mnist1d/.
 demo: $(BIN)/.installed
-	$(BIN)/python examples/compare_schedules.py --dataset digits --seeds 3 --out examples/results/digits
+	$(BIN)/python -m examples.main compare
+
+# The same comparison, written where the README and the docs show it (tracked files).
+results: $(BIN)/.installed
+	$(BIN)/python -m examples.main compare --out examples/results/mnist1d
+
+# The tuning protocol -> runs/tune-mnist1d/mnist1d.json, compared with examples/tuned/mnist1d.json.
+tune: $(BIN)/.installed
+	$(BIN)/python -m examples.main tune
 
 lint: $(BIN)/.installed
 	$(BIN)/ruff check .
@@ -27,5 +36,37 @@ pytest: $(BIN)/.installed
 
 test: lint typecheck pytest
 
+# The HTML documentation, offline, warnings as errors: docs/_build/html/index.html.
+docs: $(BIN)/.installed
+	JAX_PLATFORMS=cpu $(BIN)/sphinx-build -W --keep-going -q -b html docs docs/_build/html
+	@echo 'open docs/_build/html/index.html'
+
+# The sdist and wheel, checked as PyPI would; the build must print no deprecation warning, and the
+# wheel alone, in a fresh environment outside this checkout, must run the README's code.
+dist: $(BIN)/.installed
+	rm -rf dist build
+	mkdir -p build
+	$(BIN)/python -m build > build/build.log 2>&1 || (cat build/build.log; exit 1)
+	tail -n 1 build/build.log
+	! grep -i deprecat build/build.log
+	$(BIN)/twine check --strict dist/*
+	$(PYTHON) -m venv build/wheel-venv
+	build/wheel-venv/bin/python -m pip install --quiet dist/*.whl
+	build/wheel-venv/bin/python -c 'import optax_stepdecay; print(optax_stepdecay.__version__)'
+	build/wheel-venv/bin/python -m pip install --quiet pytest sybil
+	tmp=$$(mktemp -d) && cp README.md conftest.py $$tmp && \
+	  (cd $$tmp && $(CURDIR)/build/wheel-venv/bin/python -m pytest -p no:cacheprovider -q README.md); \
+	  status=$$?; rm -rf $$tmp; exit $$status
+
+# The library's tests on the lowest versions pyproject.toml allows for its direct dependencies.
+LOWEST = .venv-lowest
+test-lowest: $(BIN)/.installed
+	rm -rf $(LOWEST)
+	$(BIN)/uv venv --quiet --python $(PYTHON) $(LOWEST)
+	VIRTUAL_ENV=$(LOWEST) $(BIN)/uv pip install --quiet --resolution lowest-direct -e '.[test]'
+	VIRTUAL_ENV=$(LOWEST) $(BIN)/uv pip list | grep -iE '^(jax|jaxlib|optax|numpy|flax|chex|orbax-checkpoint|matplotlib|hypothesis|pytest|sybil) '
+	$(LOWEST)/bin/python -m pytest tests optax_stepdecay README.md docs \
+	  --ignore-glob='tests/test_example*' --ignore=tests/test_benchmarks.py
+
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis
+	rm -rf $(VENV) $(LOWEST) .pytest_cache .mypy_cache .ruff_cache .hypothesis build dist docs/_build
