@@ -29,7 +29,7 @@ from examples import schedules
 from examples import sweep
 from examples import train
 
-ETA0_GRID = tuple(0.4 / 2**k for k in reversed(range(7)))  # 0.00625 ... 0.4
+ETA0_GRID = tuple(0.0125 * 2**k for k in range(7))  # 0.0125 ... 0.8
 TUNING_SEEDS = (1000, 1001, 1002)
 VALIDATION = {'fraction': 0.2, 'seed': 1000}
 REFERENCE = 'step_decay'  # the paired differences are taken against it
@@ -210,15 +210,15 @@ def plot(out: Path, comparison: Comparison) -> None:
       for name in names:
         curves = curves_of(comparison.results[name])
         x = np.arange(1, curves.shape[1] + 1)
-        mean, std = curves.mean(axis=0), curves.std(axis=0)
         style = {'color': 'black', 'lw': 2} if name == REFERENCE else {'lw': 1.3}
-        (line,) = ax.plot(x, mean, label=name, **style)
-        if len(curves) > 1:
-          ax.fill_between(x, mean - std, mean + std, color=line.get_color(), alpha=0.15, lw=0)
+        (line,) = ax.plot(x, curves.mean(axis=0), label=name, **style)
+        if len(curves) > 1:  # min to max: stays positive on the log axis
+          low, high = curves.min(axis=0), curves.max(axis=0)
+          ax.fill_between(x, low, high, color=line.get_color(), alpha=0.12, lw=0)
       ax.set(yscale='log', xlabel=xlabel, title=f'{family} schedules')
       ax.grid(alpha=0.3, which='both')
       ax.legend(fontsize=8)
-    axes[0, 0].set_ylabel(ylabel + ('' if key == 'learning_rate' else ', mean ± std over seeds'))
+    axes[0, 0].set_ylabel(ylabel + ('' if key == 'learning_rate' else ', mean (band: min-max)'))
     if key == 'test_error':
       finals = np.concatenate([1 - r.test_accuracy[:, -1] for r in comparison.results.values()])
       axes[0, 0].set_ylim(finals.min() * 0.8, min(1.0, finals.max() * 4))

@@ -189,7 +189,7 @@ SCHEDULES: dict[str, ScheduleSpec] = {
     'step',
     'alpha',
     'the divisor at each cut; it also sets the number of stages',
-    (2.0, 3.0, 6.0, 10.0),
+    (2.0, 3.0, 6.0, 10.0, 20.0),
     _prepare_step_decay,
   ),
   'multistep': ScheduleSpec('/10 at 50% and 75% of the updates', _scheduled(_multistep), 'step'),
@@ -199,7 +199,7 @@ SCHEDULES: dict[str, ScheduleSpec] = {
     'step',
     'decay_factor',
     'the divisor at each cut',
-    (2.0, 3.0, 10.0),
+    (2.0, 3.0, 10.0, 30.0),
   ),
   'auto': ScheduleSpec(
     "auto_step_decay (/10 when a stationarity test passes), untuned: step_decay's eta0",
@@ -214,7 +214,7 @@ SCHEDULES: dict[str, ScheduleSpec] = {
     'smooth',
     'a_times_T',
     'a T: the step falls to eta0 / (1 + knob) at the end',
-    (1.0, 10.0, 100.0),
+    (0.3, 1.0, 3.0, 10.0),
   ),
   'inv_sqrt_t': ScheduleSpec(
     'eta0 / (1 + a sqrt(t))',
@@ -222,7 +222,7 @@ SCHEDULES: dict[str, ScheduleSpec] = {
     'smooth',
     'a_times_sqrt_T',
     'a sqrt(T): the step falls to eta0 / (1 + knob) at the end',
-    (1.0, 10.0, 100.0),
+    (0.3, 1.0, 3.0, 10.0),
   ),
   'exponential': ScheduleSpec(
     'eta0 (b / T)^(t / T) (Li, Zhuang and Orabona 2021)',
@@ -230,7 +230,7 @@ SCHEDULES: dict[str, ScheduleSpec] = {
     'smooth',
     'b',
     'the last step is eta0 b / T',
-    (1.0, 10.0, 100.0),
+    (1.0, 10.0, 100.0, 1000.0),
   ),
   'cosine': ScheduleSpec('cosine from eta0 to 0 (optax)', _scheduled(_cosine), 'smooth'),
   'wsd': ScheduleSpec(

@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import fcntl
 import json
@@ -267,9 +268,9 @@ class Checkpoints:
     self.manager.save(
       step,
       args=ocp.args.Composite(
-        state=ocp.args.StandardSave(nnx.state(nodes)), logs=ocp.args.JsonSave(dict(logs))
+        state=ocp.args.StandardSave(nnx.state(nodes)), logs=ocp.args.JsonSave(copy.deepcopy(logs))
       ),
-    )  # asynchronous: training goes on while it is written
+    )  # asynchronous: training goes on (and extends the logs) while it is written
     self.last_saved_step, self.last_saved_time = step, time.monotonic()
 
   def close(self) -> None:

@@ -387,3 +387,21 @@ def test_two_processes_equal_one_process(tmp_path):
     two = json.loads((tmp_path / 'p0' / name).read_text())
     one = json.loads((tmp_path / 'single' / name).read_text())
     chex.assert_trees_all_close(two, one, rtol=1e-5)
+
+
+def test_readme_and_docs_show_the_committed_mnist1d_results():
+  table = (ROOT / 'examples/results/mnist1d/results.md').read_text().strip()
+  assert table in (ROOT / 'README.md').read_text()
+  assert 'examples/results/mnist1d/results.md' in (ROOT / 'docs/examples.md').read_text()
+
+
+def test_committed_tuned_settings_are_inside_their_grids():
+  tuned = configs.load_tuned('mnist1d')
+  assert tuned is not None and tuned['eta0_grid'] == list(compare.ETA0_GRID)
+  for name in schedules.COMPARED:
+    spec = schedules.SCHEDULES[name]
+    if spec.eta0_from:
+      continue
+    setting = tuned['schedules'][name]
+    assert setting['eta0'] in compare.ETA0_GRID[1:-1], name  # never at the edge of the eta0 grid
+    assert setting['knob'] in (spec.knob_grid or (None,)), name
