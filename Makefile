@@ -4,7 +4,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN = $(VENV)/bin
 
-.PHONY: demo results tune test lint typecheck pytest docs dist test-lowest clean
+.PHONY: demo results tune branch test lint typecheck pytest docs dist test-lowest clean
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -19,6 +19,10 @@ demo: $(BIN)/.installed
 # The same comparison, written where the README and the docs show it (tracked files).
 results: $(BIN)/.installed
 	$(BIN)/python -m examples.main compare --out examples/results/mnist1d
+
+# Cooldowns branched from one constant run against cosine runs -> examples/results/mnist1d-branch/.
+branch: $(BIN)/.installed
+	$(BIN)/python -m examples.main branch --out examples/results/mnist1d-branch
 
 # The tuning protocol -> runs/tune-mnist1d/mnist1d.json, compared with examples/tuned/mnist1d.json.
 tune: $(BIN)/.installed

@@ -100,14 +100,14 @@ def compare(
     members = [sweep.Member(eta0, knob, seed) for seed in seeds]  # type: ignore[arg-type]
     results[name] = result = sweep.train_many(settings[name], members, dataset)
     print(
-      f'{name:14s} test accuracy {_mean_std(result.test_accuracy[:, -1])}  '
-      f'train loss {_mean_std(result.train_loss[:, -1])}  [{result.seconds:.0f}s]',
+      f'{name:14s} test accuracy {mean_std(result.test_accuracy[:, -1])}  '
+      f'train loss {mean_std(result.train_loss[:, -1])}  [{result.seconds:.0f}s]',
       flush=True,
     )
   return Comparison(config, seeds, settings, results)
 
 
-def _mean_std(values: np.ndarray, digits: int = 4) -> str:
+def mean_std(values: np.ndarray, digits: int = 4) -> str:
   spread = values.std(ddof=1) if len(values) > 1 else 0.0
   return f'{values.mean():.{digits}f} ± {spread:.{digits}f}'
 
@@ -146,8 +146,8 @@ def table(comparison: Comparison) -> str:
       mean, low, high = paired_interval(reference.test_accuracy[:, -1], accuracy)
       paired = f'{mean:+.4f} [{low:+.4f}, {high:+.4f}]'
     lines.append(
-      f'| {name} | {setting.lr:g} | {knob} | {_mean_std(result.train_loss[:, -1])} '
-      f'| {_mean_std(accuracy)} | {paired} |'
+      f'| {name} | {setting.lr:g} | {knob} | {mean_std(result.train_loss[:, -1])} '
+      f'| {mean_std(accuracy)} | {paired} |'
     )
   return '\n'.join(lines) + '\n'
 

@@ -18,6 +18,7 @@ import time
 import typing
 from pathlib import Path
 
+from examples import branch
 from examples import compare
 from examples import configs
 from examples import data
@@ -136,24 +137,32 @@ def parser() -> Parser:
   run.add_argument('--num-processes', type=_checked(int, '--num-processes', positive=True))
   run.add_argument('--process-id', type=_checked(int, '--process-id', non_negative=True))
 
+  tuned_help = 'tuned settings (default: examples/tuned/DATASET.json)'
   for name, help in [
     ('compare', 'train every schedule on the same seeds with its tuned setting; table and plots'),
     ('tune', 'the tuning protocol: choose eta0 and knob per schedule on validation data'),
+    ('branch', 'cooldowns branched from one constant run against cosine runs of the same lengths'),
   ]:
     sub = command(name, help)
-    _add_config_flags(sub, skip=('schedule', 'lr', 'knob', 'seed', 'augment'))
-    sub.add_argument(
-      '--schedules',
-      type=_schedule_list,
-      default=list(schedules.COMPARED),
-      help='comma-separated names',
-    )
+    skip = ('schedule', 'lr', 'knob', 'seed', 'augment') + (('epochs',) if name == 'branch' else ())
+    _add_config_flags(sub, skip=skip)
     sub.add_argument('--out', type=Path, help=f'output folder (default: runs/{name}-DATASET)')
-    if name == 'compare':
-      sub.add_argument('--seeds', type=_checked(int, '--seeds', positive=True), default=10)
+    if name in ('compare', 'tune'):
       sub.add_argument(
-        '--tuned', type=Path, help='tuned settings (default: examples/tuned/DATASET.json)'
+        '--schedules',
+        type=_schedule_list,
+        default=list(schedules.COMPARED),
+        help='comma-separated names',
       )
+    if name in ('compare', 'branch'):
+      sub.add_argument('--seeds', type=_checked(int, '--seeds', positive=True), default=10)
+      sub.add_argument('--tuned', type=Path, help=tuned_help)
+  commands.choices['branch'].add_argument(
+    '--stable-steps',
+    type=_checked(int, '--stable-steps', positive=True),
+    default=1600,
+    help='updates of the constant run; cooldowns branch at 25, 50, 75 and 100%% of them',
+  )
   return root
 
 
@@ -193,6 +202,11 @@ def _compare_or_tune(args: argparse.Namespace, dataset: data.Dataset) -> None:
   )
   out = args.out or Path('runs') / f'{args.command}-{args.dataset}'
   committed = configs.load_tuned(args.dataset)
+  if args.command == 'branch':
+    tuned = configs.load_tuned(args.dataset, args.tuned) if args.tuned else committed
+    seeds = list(range(args.seeds))
+    branch.report(out, branch.run(config, dataset, seeds, args.stable_steps, tuned), args.seeds)
+    return
   if args.command == 'tune':
     tuned = compare.tune(config, args.schedules, dataset)
     compare.save_tuned(out / f'{args.dataset}.json', tuned)

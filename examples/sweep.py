@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import time
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -49,6 +50,53 @@ def _stack(trees):
   return jax.tree.map(lambda *leaves: np.stack(leaves), *trees)
 
 
+@dataclasses.dataclass(frozen=True)
+class Network:
+  """A model as pure functions of its parameters and other state, to vmap and scan over."""
+
+  graphdef: Any
+
+  @classmethod
+  def create(cls, config: configs.Config, dataset: data_lib.Dataset, seeds: list[int]):
+    """The network and its parameters and other state for each seed, stacked on axis 0."""
+    assert config.model is not None
+    shape, classes = dataset.x_train.shape[1:], dataset.num_classes
+    split = [
+      nnx.split(models.create_model(config.model, shape, classes, seed), nnx.Param, ...)
+      for seed in seeds
+    ]
+    return cls(split[0][0]), _stack([s[1] for s in split]), _stack([s[2] for s in split])
+
+  def logits(self, params, rest, x, *, training: bool):
+    model = nnx.merge(self.graphdef, params, rest)
+    model.train() if training else model.eval()
+    return model(x), nnx.state(model, nnx.Not(nnx.Param))
+
+  def metrics(self, params, rest, x, y) -> tuple[jax.Array, jax.Array]:
+    """Loss and accuracy on (x, y), in evaluation mode."""
+    out, _ = self.logits(params, rest, x, training=False)
+    loss = optax.softmax_cross_entropy_with_integer_labels(out, y).mean()
+    return loss, jnp.mean(jnp.argmax(out, -1) == y)
+
+  def train(self, tx, carry, batches, x_train, y_train):
+    """Updates (params, rest, opt_state) once per row of batch indices; returns the step sizes."""
+
+    def loss_fn(params, rest, x, y):
+      out, rest = self.logits(params, rest, x, training=True)
+      return optax.softmax_cross_entropy_with_integer_labels(out, y).mean(), rest
+
+    def step(carry, index):
+      params, rest, opt_state = carry
+      grad_fn = jax.value_and_grad(loss_fn, has_aux=True)
+      (loss, rest), grads = grad_fn(params, rest, x_train[index], y_train[index])
+      updates, opt_state = tx.update(grads, opt_state, params, value=loss)
+      return (optax.apply_updates(params, updates), rest, opt_state), osd.current_learning_rate(
+        opt_state
+      )
+
+    return jax.lax.scan(step, carry, batches)
+
+
 def train_many(
   config: configs.Config, members: list[Member], dataset: data_lib.Dataset
 ) -> SweepResult:
@@ -71,29 +119,7 @@ def train_many(
       for seed in seeds
     ]
   )
-  assert config.model is not None
-  graphdefs, params, rest = zip(
-    *(
-      nnx.split(
-        models.create_model(config.model, dataset.x_train.shape[1:], dataset.num_classes, m.seed),
-        nnx.Param,
-        ...,
-      )
-      for m in members
-    ),
-    strict=True,
-  )
-  graphdef = graphdefs[0]
-
-  def logits(params, rest, x, training):
-    model = nnx.merge(graphdef, params, rest)
-    model.train() if training else model.eval()
-    return model(x), nnx.state(model, nnx.Not(nnx.Param))
-
-  def metrics(params, rest, x, y):
-    out, _ = logits(params, rest, x, training=False)
-    loss = optax.softmax_cross_entropy_with_integer_labels(out, y).mean()
-    return loss, jnp.mean(jnp.argmax(out, -1) == y)
+  network, params, rest = Network.create(config, dataset, [m.seed for m in members])
 
   def run(eta0, hyper, params, rest, seed_index, arrays):
     x_train, y_train, x_test, y_test, batches = arrays
@@ -106,24 +132,12 @@ def train_many(
       weight_decay=config.weight_decay,
     )
 
-    def loss_fn(params, rest, x, y):
-      out, rest = logits(params, rest, x, training=True)
-      return optax.softmax_cross_entropy_with_integer_labels(out, y).mean(), rest
-
-    def step(carry, index):
-      params, rest, opt_state = carry
-      grad_fn = jax.value_and_grad(loss_fn, has_aux=True)
-      (loss, rest), grads = grad_fn(params, rest, x_train[index], y_train[index])
-      updates, opt_state = tx.update(grads, opt_state, params, value=loss)
-      params = optax.apply_updates(params, updates)
-      return (params, rest, opt_state), osd.current_learning_rate(opt_state)
-
     def epoch(carry, epoch_batches):
-      carry, rates = jax.lax.scan(step, carry, epoch_batches)
+      carry, rates = network.train(tx, carry, epoch_batches, x_train, y_train)
       params, rest, opt_state = carry
       evaluated = spec.eval_params(opt_state, params)
-      train_loss, _ = metrics(evaluated, rest, x_train, y_train)
-      test_loss, test_accuracy = metrics(evaluated, rest, x_test, y_test)
+      train_loss, _ = network.metrics(evaluated, rest, x_train, y_train)
+      test_loss, test_accuracy = network.metrics(evaluated, rest, x_test, y_test)
       return carry, (train_loss, test_loss, test_accuracy, rates)
 
     _, out = jax.lax.scan(epoch, (params, rest, tx.init(params)), batches[seed_index])
@@ -136,8 +150,8 @@ def train_many(
     program(
       np.asarray([m.eta0 for m in members], np.float32),
       hyper,
-      _stack(params),
-      _stack(rest),
+      params,
+      rest,
       np.asarray([seeds.index(m.seed) for m in members]),
       arrays,
     )

@@ -405,3 +405,32 @@ def test_committed_tuned_settings_are_inside_their_grids():
     setting = tuned['schedules'][name]
     assert setting['eta0'] in compare.ETA0_GRID[1:-1], name  # never at the edge of the eta0 grid
     assert setting['knob'] in (spec.knob_grid or (None,)), name
+
+
+def test_branch_demo_counts_its_compute_and_writes_its_report(tmp_path, tiny_mnist1d):
+  from examples import branch
+
+  config = dataclasses.replace(configs.Config(), model='cnn1d', batch_size=32)
+  tuned = configs.load_tuned('mnist1d')
+  result = branch.run(config, tiny_mnist1d, [0, 1], stable_steps=16, tuned=tuned)
+  assert result.checkpoints == [4, 8, 12, 16] and result.lengths == [5, 10, 15, 20]
+  assert result.compute == {'wsd': 16 + 1 + 2 + 3 + 4, 'cosine': 50}
+  for method in ('wsd', 'cosine'):
+    chex.assert_shape(list(result.final[method].values()), (4, 2))
+    chex.assert_tree_all_finite(result.final[method])
+  branch.report(tmp_path, result, seeds=2)
+  assert (tmp_path / 'branches.md').read_text().count('\n| ') == 1 + 4
+  assert (tmp_path / 'branches.png').stat().st_size > 5000
+
+
+def test_batch_stream_continues_the_epochs_of_a_single_run():
+  from examples import branch
+
+  stream = branch.batch_stream(100, 32, seed=3, steps=7)
+  expected = np.concatenate([data.epoch_batches(100, 32, 3, e) for e in range(3)])[:7]
+  np.testing.assert_array_equal(stream, expected)
+
+
+def test_docs_show_the_committed_branch_results():
+  assert 'examples/results/mnist1d-branch/branches.md' in (ROOT / 'docs/examples.md').read_text()
+  assert (ROOT / 'examples/results/mnist1d-branch/branches.png').exists()
