@@ -49,14 +49,14 @@ RUN_FIELDS = tuple(f.name for f in dataclasses.fields(Config))
 def check_value(flag: str, value: float, field: dataclasses.Field) -> str | None:
   """Why ``value`` is impossible for this field, or None."""
   meta = field.metadata
+  if isinstance(value, float) and not math.isfinite(value):
+    return f'{flag} must be a finite number, got {value!r}'
   if meta.get('positive') and not value > 0:
     return f'{flag} must be > 0, got {value!r}'
   if meta.get('non_negative') and not value >= 0:
     return f'{flag} must be >= 0, got {value!r}'
   if meta.get('unit_interval') and not 0 <= value < 1:
     return f'{flag} must be in [0, 1), got {value!r}'
-  if isinstance(value, float) and math.isnan(value):
-    return f'{flag} must be a number, got {value!r}'
   return None
 
 

@@ -1,8 +1,9 @@
-"""Command line of the examples: train one run, compare step sizes, or tune them.
+"""Command line of the examples: train one run, compare step sizes, tune them, branch cooldowns.
 
   python -m examples.main train --schedule step_decay --epochs 60
   python -m examples.main compare                 # MNIST-1D, every schedule, 10 seeds
   python -m examples.main tune                    # the tuning protocol -> runs/tune-mnist1d/
+  python -m examples.main branch                  # cooldowns from one run against cosine runs
 
 Every impossible flag value ends the command with status 2 and one line on stderr.
 """
@@ -12,11 +13,12 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
-import math
 import sys
 import time
 import typing
 from pathlib import Path
+
+import jax
 
 from examples import branch
 from examples import compare
@@ -50,8 +52,6 @@ def _checked(kind: type, flag: str, field: dataclasses.Field | None = None, **ch
     except ValueError:
       raise argparse.ArgumentTypeError(f'expected {kind.__name__}, got {text!r}') from None
     problem = configs.check_value(flag, value, field)
-    if problem is None and isinstance(value, float) and not math.isfinite(value):
-      problem = f'{flag} must be finite, got {value!r}'
     if problem:
       raise argparse.ArgumentTypeError(problem.removeprefix(f'{flag} '))
     return value
@@ -176,8 +176,6 @@ def _train(args: argparse.Namespace, dataset: data.Dataset) -> None:
   if any(v is not None for v in distributed):
     if any(v is None for v in distributed):
       raise train.UsageError('--coordinator-address, --num-processes and --process-id go together')
-    import jax
-
     jax.distributed.initialize(*distributed)
   config = train.resolve(_config(args), configs.load_tuned(args.dataset))
   options = train.Options(
@@ -189,41 +187,54 @@ def _train(args: argparse.Namespace, dataset: data.Dataset) -> None:
     args.progress,
   )
   result = train.train_and_evaluate(config, options, dataset)
-  if args.out and train.jax.process_index() == 0:
+  if args.out and jax.process_index() == 0:
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / 'history.json').write_text(json.dumps(result.history, indent=1))
     (args.out / 'learning_rates.json').write_text(json.dumps(result.learning_rates.tolist()))
 
 
-def _compare_or_tune(args: argparse.Namespace, dataset: data.Dataset) -> None:
-  started = time.perf_counter()
+def _many_runs(args: argparse.Namespace) -> tuple[configs.Config, Path, dict | None]:
+  """The shared settings of compare, tune and branch: config, output folder, tuned settings."""
   config = dataclasses.replace(
     _config(args), model=args.model or data.DATASETS[args.dataset].default_model
   )
   out = args.out or Path('runs') / f'{args.command}-{args.dataset}'
-  committed = configs.load_tuned(args.dataset)
-  if args.command == 'branch':
-    tuned = configs.load_tuned(args.dataset, args.tuned) if args.tuned else committed
-    seeds = list(range(args.seeds))
-    branch.report(out, branch.run(config, dataset, seeds, args.stable_steps, tuned), args.seeds)
-    return
-  if args.command == 'tune':
-    tuned = compare.tune(config, args.schedules, dataset)
-    compare.save_tuned(out / f'{args.dataset}.json', tuned)
-    print(compare.difference(tuned, committed))
-    return
-  tuned = configs.load_tuned(args.dataset, args.tuned) if args.tuned else committed
+  path = getattr(args, 'tuned', None)
+  if path is not None and not path.is_file():
+    raise train.UsageError(f'--tuned {path}: no such file')
+  return config, out, configs.load_tuned(args.dataset, path)
+
+
+def _compare(args: argparse.Namespace, dataset: data.Dataset) -> None:
+  started = time.perf_counter()
+  config, out, tuned = _many_runs(args)
   for warning in compare.setting_warnings(config, tuned):
     print(warning)
   comparison = compare.compare(config, args.schedules, list(range(args.seeds)), dataset, tuned)
   compare.report(out, comparison, started)
 
 
+def _tune(args: argparse.Namespace, dataset: data.Dataset) -> None:
+  config, out, committed = _many_runs(args)
+  tuned = compare.tune(config, args.schedules, dataset)
+  compare.save_tuned(out / f'{args.dataset}.json', tuned)
+  print(compare.difference(tuned, committed))
+
+
+def _branch(args: argparse.Namespace, dataset: data.Dataset) -> None:
+  config, out, tuned = _many_runs(args)
+  result = branch.run(config, dataset, list(range(args.seeds)), args.stable_steps, tuned)
+  branch.report(out, result, args.seeds)
+
+
+COMMANDS = {'train': _train, 'compare': _compare, 'tune': _tune, 'branch': _branch}
+
+
 def main(argv: list[str] | None = None) -> int:
   args = parser().parse_args(argv)
   try:
     dataset = data.load_dataset(args.dataset, args.data_dir)
-    (_train if args.command == 'train' else _compare_or_tune)(args, dataset)
+    COMMANDS[args.command](args, dataset)
   except train.UsageError as error:
     print(f'python -m examples.main {args.command}: error: {error}', file=sys.stderr)
     return 2

@@ -60,6 +60,8 @@ BAD_FLAGS = [
   (['train', '--coordinator-address', '127.0.0.1:1234', '--lr', '0.1'], '--num-processes'),
   (['compare', '--seeds', '0'], '--seeds'),
   (['compare', '--schedules', 'step_decay,linear'], '--schedules'),
+  (['compare', '--tuned', '/nonexistent/tuned.json'], '--tuned'),
+  (['branch', '--stable-steps', '0'], '--stable-steps'),
   (['tune', '--epochs', '-2'], '--epochs'),
   (['train', '--unknown-flag'], '--unknown-flag'),
 ]
