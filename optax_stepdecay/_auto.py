@@ -11,8 +11,11 @@ import optax
 from jax.scipy.special import ndtri
 
 from optax_stepdecay import _validation as check
-from optax_stepdecay._counts import as_float32
+from optax_stepdecay._counts import as_float
+from optax_stepdecay._counts import compute_dtype
+from optax_stepdecay._counts import float_dtype
 from optax_stepdecay._counts import is_traced
+from optax_stepdecay._counts import statistics_dtype
 
 
 class AutoStepDecayState(NamedTuple):
@@ -75,12 +78,16 @@ def stationarity_test(
   in_window = age < window
   newest, oldest = history[(num_batches - 1) % capacity], history[(num_batches - window) % capacity]
   change, scale = newest - oldest
-  n = jnp.maximum(window, 2).astype(jnp.float32)
+  dtype = history.dtype
+  n = jnp.maximum(window, 2).astype(dtype)
   s = history[:, 0]
   mean = jnp.sum(jnp.where(in_window, s, 0.0)) / n
   variance = jnp.sum(jnp.where(in_window, (s - mean) ** 2, 0.0)) / (n - 1)
-  half_width = ndtri(0.5 + confidence / 2) * jnp.sqrt(2 * variance)
-  return (window >= MIN_WINDOW) & (jnp.abs(change) + half_width < tolerance * scale)
+  quantile = ndtri(0.5 + jnp.asarray(confidence, dtype) / 2)
+  half_width = quantile * jnp.sqrt(2 * variance)
+  return (window >= MIN_WINDOW) & (
+    jnp.abs(change) + half_width < jnp.asarray(tolerance, dtype) * scale
+  )
 
 
 def auto_step_decay(
@@ -127,6 +134,11 @@ def auto_step_decay(
   and ``max_batches`` pairs of scalars; one pass over the parameters per
   update. A cut resets the statistics.
 
+  Dtypes: the step size is float32 (float64 under ``jax_enable_x64``), like
+  every schedule value; the sums of z and v accumulate in the parameters'
+  dtype promoted to at least float32 (float32 for bfloat16 parameters,
+  float64 for float64 ones). Updates and c keep the parameters' dtype.
+
   Non-finite values: an update whose statistic is not finite (a NaN or inf
   gradient, or a step so large that ‖u‖² overflows) is left out of
   the sums and counted in ``num_nonfinite``, and never triggers a cut, so one
@@ -150,7 +162,9 @@ def auto_step_decay(
 
   Args:
     init_value: η₀ > 0, a scalar.
-    decay_factor: α ≥ 1, the divisor at each cut.
+    decay_factor: α ≥ 1, the paper's decay factor: the step is divided by it
+      at each cut (torch's ``gamma`` and optax's ``decay_rate`` multiply:
+      ``gamma=0.1`` is ``decay_factor=10``).
     test_interval: updates per batch, and between tests, ≥ 1. A
       stage lasts at least five batches (four batch ends in the window).
     min_stage_length: updates before the first test of a stage,
@@ -191,9 +205,11 @@ def auto_step_decay(
     ('min_value', min_value),
   ]:
     check.check_scalar(name, value)
-  f32 = np.float32  # the transformation computes in float32, whatever jax_enable_x64 says
-  check.check_positive('init_value', init_value, f32)
-  check.check_decay_factor('decay_factor', decay_factor, f32)
+  # Step sizes are computed in float_dtype(); confidence and tolerance in the statistics'
+  # dtype, which is float32 at least.
+  f32 = np.float32
+  check.check_positive('init_value', init_value)
+  check.check_decay_factor('decay_factor', decay_factor)
   check.check_count('test_interval', test_interval, minimum=1)
   check.check_count('min_stage_length', min_stage_length, minimum=2 * test_interval)
   if max_batches is None:
@@ -208,14 +224,14 @@ def auto_step_decay(
   check.check_finite('confidence', confidence, f32)
   if not is_traced(confidence) and not 0 < confidence < 1:
     raise ValueError(f'confidence must be in (0, 1), got {confidence!r}.')
-  check.check_non_negative('min_value', min_value, f32)
+  check.check_non_negative('min_value', min_value)
   if not (is_traced(min_value) or is_traced(init_value)) and min_value > init_value:
     raise ValueError(
       f'min_value={min_value!r} must be <= init_value={init_value!r}: it is a floor on the step.'
     )
   check.check_positive('tolerance', tolerance, f32)
   init_value, decay_factor, confidence, tolerance, min_value = map(  # type: ignore[assignment]
-    as_float32, (init_value, decay_factor, confidence, tolerance, min_value)
+    as_float, (init_value, decay_factor, confidence, tolerance, min_value)
   )
 
   def init_fn(params: optax.Params) -> AutoStepDecayState:
@@ -225,14 +241,15 @@ def auto_step_decay(
         "optax.inject_hyperparams leave it out or list 'max_batches' in static_args)."
       )
     zero = jnp.zeros([], jnp.int32)
+    dtype = statistics_dtype(params)
     return AutoStepDecayState(
       count=zero,
-      learning_rate=jnp.asarray(init_value, jnp.float32),
+      learning_rate=jnp.asarray(init_value, float_dtype()),
       stage=zero,
       stage_step=zero,
       reference=optax.tree.zeros_like(params),
-      running=jnp.zeros([2]),
-      history=jnp.zeros([int(max_batches), 2]),
+      running=jnp.zeros([2], dtype),
+      history=jnp.zeros([int(max_batches), 2], dtype),
       num_batches=zero,
       num_nonfinite=zero,
     )
@@ -240,14 +257,20 @@ def auto_step_decay(
   def update_fn(updates, state, params=None):
     if params is None:
       raise ValueError('auto_step_decay needs params: update(updates, state, params).')
-    divisor = jnp.asarray(decay_factor, jnp.float32) ** state.stage
-    lr = jnp.maximum(jnp.asarray(init_value, jnp.float32) / divisor, min_value).astype(jnp.float32)
-    updates = jax.tree.map(lambda d: (-lr * d).astype(d.dtype), updates)
+    # Dtypes from the state: the step size's is float_dtype(), the statistics' that of the
+    # parameters promoted to at least float32.
+    rate_dtype, dtype = state.learning_rate.dtype, state.running.dtype
+    divisor = jnp.asarray(decay_factor, rate_dtype) ** state.stage
+    floor = jnp.asarray(min_value, rate_dtype)
+    lr = jnp.maximum(jnp.asarray(init_value, rate_dtype) / divisor, floor).astype(rate_dtype)
+    updates = jax.tree.map(
+      lambda d: (-lr.astype(compute_dtype(d.dtype)) * d).astype(d.dtype), updates
+    )
     leaves = zip(*(jax.tree.leaves(t) for t in (params, updates, state.reference)), strict=True)
-    inner, scale = jnp.zeros([]), jnp.zeros([])
+    inner, scale = jnp.zeros([], dtype), jnp.zeros([], dtype)
     for x, u, c in leaves:
-      step = u.astype(jnp.float32)
-      inner += jnp.vdot(x.astype(jnp.float32) - c.astype(jnp.float32), step)
+      step = u.astype(dtype)
+      inner += jnp.vdot(x.astype(dtype) - c.astype(dtype), step)
       scale += jnp.vdot(step, step)
     stage_step = optax.safe_increment(state.stage_step)
     contribution = jnp.stack([2 * inner + scale, scale])
@@ -271,7 +294,7 @@ def auto_step_decay(
       stage=state.stage + cut,
       stage_step=jnp.where(cut, 0, stage_step),
       reference=optax.tree.where(cut, next_iterate, state.reference),
-      running=jnp.where(cut, jnp.zeros(2), running),
+      running=jnp.where(cut, jnp.zeros_like(running), running),
       history=history,
       num_batches=jnp.where(cut, 0, num_batches),
       num_nonfinite=jnp.where(

@@ -9,7 +9,9 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from optax_stepdecay import _state as states
 from optax_stepdecay import _validation as check
+from optax_stepdecay._counts import float_dtype
 from optax_stepdecay._stage_schedule import StageSchedule
 from optax_stepdecay._stage_schedule import reaches_every_stage
 from optax_stepdecay._wsd import DECAY_SHAPES
@@ -121,7 +123,7 @@ def scale_by_cooldown(
   def rate(state: CooldownState) -> jax.Array:
     t = state.count
     value = learning_rate(t) if callable(learning_rate) else learning_rate
-    base = jnp.asarray(value, dtype=jnp.result_type(float))
+    base = jnp.asarray(value, dtype=float_dtype())
     start, length = state.cooldown_start, state.cooldown_steps
     started = (start >= 0) & (t >= start)
     offset = jnp.where(started, t - start, 0)
@@ -133,7 +135,7 @@ def scale_by_cooldown(
   def init_fn(params: optax.Params) -> CooldownState:
     del params
     zero = jnp.zeros([], jnp.int32)
-    state = CooldownState(zero, jnp.zeros([]), zero - 1, zero, zero)
+    state = CooldownState(zero, jnp.zeros([], float_dtype()), zero - 1, zero, zero)
     return state._replace(learning_rate=rate(state))
 
   def update_fn(updates, state, params=None):
@@ -144,22 +146,6 @@ def scale_by_cooldown(
     return updates, state._replace(count=count, learning_rate=step_size)
 
   return optax.GradientTransformation(init_fn, update_fn)
-
-
-def _is_variable(value: Any) -> bool:
-  """Whether ``value`` is a Flax variable (``nnx.Optimizer`` state), without importing Flax."""
-  return hasattr(value, 'get_metadata') and hasattr(value, 'replace')
-
-
-def _read(value: Any) -> jax.Array:
-  """An array, unwrapping Flax variables."""
-  return jnp.asarray(value[...] if _is_variable(value) else value)
-
-
-def _write(old: Any, value: jax.Array) -> Any:
-  """``value`` as an int32 array, in a new Flax variable like ``old`` if that is one."""
-  value = value.astype(jnp.int32)
-  return old.replace(value) if _is_variable(old) else value
 
 
 def start_cooldown(
@@ -218,22 +204,19 @@ def start_cooldown(
   """
   check.check_count('decay_steps', decay_steps, minimum=0)
   code = check_shape('shape', shape, DECAY_SHAPES)
-  found = []
 
   def start(node: CooldownState) -> CooldownState:
-    found.append(node)
-    begin = (_read(node.cooldown_start) < 0) & jnp.asarray(when)
+    begin = (states.read(node.cooldown_start) < 0) & jnp.asarray(when)
     new = {
-      'cooldown_start': jnp.where(begin, _read(node.count), _read(node.cooldown_start)),
-      'cooldown_steps': jnp.where(begin, decay_steps, _read(node.cooldown_steps)),
-      'cooldown_shape': jnp.where(begin, code, _read(node.cooldown_shape)),
+      'cooldown_start': jnp.where(begin, states.read(node.count), states.read(node.cooldown_start)),
+      'cooldown_steps': jnp.where(begin, decay_steps, states.read(node.cooldown_steps)),
+      'cooldown_shape': jnp.where(begin, code, states.read(node.cooldown_shape)),
     }
-    return node._replace(**{k: _write(getattr(node, k), v) for k, v in new.items()})
+    return node._replace(
+      **{k: states.write(getattr(node, k), v.astype(jnp.int32)) for k, v in new.items()}
+    )
 
-  def is_state(node: Any) -> bool:
-    return isinstance(node, CooldownState)
-
-  result = jax.tree.map(lambda n: start(n) if is_state(n) else n, opt_state, is_leaf=is_state)
+  result, found = states.replace_each(opt_state, CooldownState, start)
   if not found:
     raise ValueError(
       'opt_state holds no CooldownState: build the optimizer with scale_by_cooldown.'

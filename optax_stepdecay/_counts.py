@@ -6,15 +6,21 @@ arithmetic on it: ``uint32`` by default (which holds every int32 and uint32
 count exactly) and ``int64`` when ``jax_enable_x64`` is on. Stage indices are
 then computed with integer operations only, so they are exact for every
 representable count.
+
+It also holds the dtype rules of floats: schedule values (and step sizes) in
+:func:`float_dtype`, statistics in :func:`statistics_dtype`.
 """
 
 from __future__ import annotations
 
 import numbers
+from typing import Any
+from typing import cast
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 
 
 def count_dtype() -> np.dtype:
@@ -36,8 +42,33 @@ def count_dtype() -> np.dtype:
 
 
 def float_dtype() -> np.dtype:
-  """The dtype of schedule values: float32, or float64 under x64."""
+  """The dtype of schedule values: float32, or float64 under x64.
+
+  The library's one value dtype: schedules return it, and the transformations
+  keep step sizes and the statistics of :func:`reduce_on_plateau` (which sees
+  no parameters) in it.
+  """
   return np.dtype(np.float64) if jax.config.read('jax_enable_x64') else np.dtype(np.float32)
+
+
+def statistics_dtype(params: Any) -> np.dtype:
+  """The dtype statistics of ``params`` accumulate in: theirs, promoted to at least float32.
+
+  float64 parameters (under x64) give float64, float32 and lower-precision
+  ones (bfloat16, float16) float32; complex parameters their real dtype.
+  Read from the dtypes of the leaves, never from their values.
+  """
+  promoted = jnp.promote_types(optax.tree.dtype(params, 'promote'), jnp.float32)
+  return np.dtype(jnp.finfo(promoted).dtype)
+
+
+def compute_dtype(dtype: Any) -> np.dtype:
+  """The dtype a scalar multiplies an array of ``dtype`` in: ``dtype``, at least float32.
+
+  A float64 step size (under x64) scaling float32 updates is cast to float32
+  first, so the multiplication costs what it did with float32 step sizes.
+  """
+  return np.dtype(jnp.promote_types(dtype, jnp.float32))
 
 
 def max_count() -> int:
@@ -50,15 +81,28 @@ def is_traced(value: object) -> bool:
   return isinstance(value, jax.core.Tracer)
 
 
-def as_float32(value: object) -> np.ndarray | jax.Array:
-  """A real hyperparameter as float32: a NumPy array when concrete, a JAX array when traced.
+def as_float(value: object, dtype: Any = None) -> np.ndarray | jax.Array:
+  """A real hyperparameter in ``dtype`` (:func:`float_dtype` by default).
 
-  Python ints in float arithmetic would be weakly typed int32 in JAX and
-  overflow above 2^31 - 1.
+  A NumPy array when concrete, a JAX array when traced. Python ints in float
+  arithmetic would be weakly typed int32 in JAX and overflow above 2^31 - 1.
   """
+  dtype = float_dtype() if dtype is None else dtype
   if isinstance(value, jax.Array):  # traced values included
+    return jnp.asarray(value, dtype)
+  return np.asarray(value, dtype)
+
+
+def as_weak_float(value: object) -> float | jax.Array:
+  """A real hyperparameter that scales arrays without changing their dtype.
+
+  Concrete values become Python floats, which JAX types weakly: a bfloat16
+  array times one stays bfloat16. Traced values (``optax.inject_hyperparams``)
+  have a dtype of their own and become float32 arrays.
+  """
+  if isinstance(value, jax.Array):
     return jnp.asarray(value, jnp.float32)
-  return np.asarray(value, np.float32)
+  return float(cast(Any, value))
 
 
 def _host_count(count: object) -> np.ndarray:

@@ -11,8 +11,12 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from optax_stepdecay import _state as states
 from optax_stepdecay import _validation as check
+from optax_stepdecay._counts import compute_dtype
 from optax_stepdecay._counts import count_dtype
+from optax_stepdecay._counts import float_dtype
+from optax_stepdecay._counts import statistics_dtype
 from optax_stepdecay._stage_schedule import StageSchedule
 
 
@@ -70,7 +74,8 @@ def sample_iterate(
   w_t / Σ_(s ≤ t) w_s). Updates pass through unchanged; chain it
   after the optimizer with the same ``learning_rate`` and read the point with
   :func:`output_params`. Iterates with η_t = 0 (a warmup's first
-  step) get weight 0.
+  step) get weight 0. The sum of the weights accumulates in the parameters'
+  dtype promoted to at least float32; the kept iterate has the parameters' dtype.
 
   Args:
     learning_rate: the optimizer's step size, a float > 0 or a schedule.
@@ -121,7 +126,7 @@ def sample_iterate(
 
   def weight(count: jax.Array) -> jax.Array:
     rate = jnp.asarray(
-      learning_rate(count) if callable(learning_rate) else learning_rate, jnp.float32
+      learning_rate(count) if callable(learning_rate) else learning_rate, float_dtype()
     )
     if weighting == 'proportional':
       return jnp.maximum(rate, 0.0)
@@ -131,7 +136,7 @@ def sample_iterate(
     return SampledIterateState(
       count=jnp.zeros([], jnp.int32),
       key=jax.random.PRNGKey(seed),
-      total_weight=jnp.zeros([], jnp.float32),
+      total_weight=jnp.zeros([], statistics_dtype(params)),
       iterate=jax.tree.map(jnp.array, params),
       sampled_step=jnp.zeros([], jnp.int32),
     )
@@ -139,7 +144,7 @@ def sample_iterate(
   def update_fn(updates, state, params=None):
     if params is None:
       raise ValueError('sample_iterate needs params: update(updates, state, params).')
-    w = weight(state.count)
+    w = weight(state.count).astype(state.total_weight.dtype)
     total = state.total_weight + w
     key, subkey = jax.random.split(state.key)
     take = jax.random.uniform(subkey) * total < w  # probability w / total, 0 when total is 0
@@ -168,9 +173,10 @@ def _averaging(restart_index) -> optax.GradientTransformation:
     stage, averaging = restart_index(state.count)
     restart = (stage != state.stage) | ~averaging
     num = jnp.where(restart, 0, state.num_averaged)
-    weight = 1.0 / (num + 1).astype(jnp.float32)
 
     def step(average, x, u):
+      # The weight in the average's dtype, at least float32 (the statistics' rule).
+      weight = 1 / (num + 1).astype(compute_dtype(average.dtype))
       new = x + u
       return jnp.where(restart, new, average + weight * (new - average)).astype(average.dtype)
 
@@ -241,19 +247,22 @@ def output_params(opt_state: Any) -> optax.Params:
   """The point kept by :func:`sample_iterate`, :func:`stage_average` or :func:`suffix_average`.
 
   Args:
-    opt_state: an optimizer state holding one of their states (the first is used).
+    opt_state: an optimizer state holding one of their states, in any nesting
+      (``optax.chain``, ``optax.inject_hyperparams``, ``optax.MultiSteps``,
+      ``optax.multi_transform``, an ``nnx.Optimizer``'s ``opt_state``). With
+      several, the first :func:`sample_iterate` state is used, or if there is
+      none the first average.
 
   Returns:
     The sampled iterate or the average, shaped like the parameters.
+
+  Raises:
+    ValueError: the state holds none of them.
 
   References:
     Wang, Magnússon and Johansson, "On the Convergence of Step Decay Step-Size for
     Stochastic Optimization", NeurIPS 2021, the output rule: https://arxiv.org/abs/2102.09393
   """
-  kinds = (SampledIterateState, AverageState)
-  for node in jax.tree.leaves(opt_state, is_leaf=lambda n: isinstance(n, kinds)):
-    if isinstance(node, SampledIterateState):
-      return node.iterate
-    if isinstance(node, AverageState):
-      return node.average
+  for node in states.find(opt_state, [SampledIterateState, AverageState]):
+    return node.iterate if isinstance(node, SampledIterateState) else node.average
   raise ValueError('opt_state holds no sample_iterate, stage_average or suffix_average state.')

@@ -7,11 +7,12 @@ from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 import optax
 
 from optax_stepdecay import _validation as check
-from optax_stepdecay._counts import as_float32
+from optax_stepdecay._counts import as_float
+from optax_stepdecay._counts import compute_dtype
+from optax_stepdecay._counts import float_dtype
 from optax_stepdecay._counts import is_traced
 
 
@@ -63,8 +64,7 @@ def _check_arguments(
     ('min_scale', min_scale),
   ]:
     check.check_scalar(name, value)
-  f32 = np.float32  # the transformation computes in float32, whatever jax_enable_x64 says
-  check.check_decay_factor('decay_factor', decay_factor, f32)
+  check.check_decay_factor('decay_factor', decay_factor)
   check.check_integer(
     'patience',
     patience,
@@ -74,11 +74,11 @@ def _check_arguments(
   )
   if mode not in ('min', 'max'):
     raise ValueError(f"mode must be 'min' or 'max', got {mode!r}.")
-  check.check_non_negative('threshold', threshold, f32)
+  check.check_non_negative('threshold', threshold)
   if threshold_mode not in ('rel', 'abs'):
     raise ValueError(f"threshold_mode must be 'rel' or 'abs', got {threshold_mode!r}.")
   check.check_count('cooldown', cooldown, minimum=0)
-  check.check_non_negative('min_scale', min_scale, f32)
+  check.check_non_negative('min_scale', min_scale)
   if not is_traced(min_scale) and min_scale > 1:
     raise ValueError(f'min_scale must be <= 1, got {min_scale!r}.')
   check.check_count('accumulation_size', accumulation_size, minimum=1)
@@ -98,6 +98,16 @@ def reduce_on_plateau(
   nonfinite: str = 'ignore',
 ) -> optax.GradientTransformationExtraArgs:
   """Divides updates by ``decay_factor`` when a metric stops improving.
+
+  Not ``optax.contrib.reduce_on_plateau``, though it shares the name: this
+  one behaves as torch's ``ReduceLROnPlateau``. For the same settings,
+  optax's (as of optax 0.2.8) multiplies by ``factor`` (``factor=0.1`` is
+  ``decay_factor=10`` here); cuts one evaluation earlier (after ``patience``
+  bad evaluations, not ``patience + 1``); with ``patience=0`` cuts on every
+  improvement and at most once on a flat metric; counts a flat negative
+  metric as improving, so it never cuts on one; and has no ``mode='max'``.
+  The states differ too (:class:`ReduceOnPlateauState` here,
+  ``ReduceLROnPlateauState`` there): one cannot be restored as the other.
 
   Call ``update(updates, state, params, value=metric)``. Every
   ``accumulation_size`` calls the mean of their metrics m is
@@ -121,6 +131,10 @@ def reduce_on_plateau(
   scale multiplies its step size (and :func:`current_learning_rate` includes
   it).
 
+  The state's floats (scale, best and accumulated metric) are float32, or
+  float64 under ``jax_enable_x64``, the dtype of schedule values: the
+  transformation sees no parameters. Updates keep their dtype.
+
   Non-finite metrics (NaN, +inf, -inf; ``optax.apply_if_finite`` does not
   look at ``value``) follow ``nonfinite``: ``'ignore'`` (the default) leaves
   them out of the mean, and an evaluation whose metrics are all non-finite
@@ -135,8 +149,9 @@ def reduce_on_plateau(
   are not checked.
 
   Args:
-    decay_factor: α ≥ 1, the divisor at each cut (torch's
-      ``factor=0.1`` is ``decay_factor=10``).
+    decay_factor: α ≥ 1: the step is divided by it at each cut (torch's and
+      ``optax.contrib.reduce_on_plateau``'s ``factor`` multiply: ``factor=0.1``
+      is ``decay_factor=10``).
     patience: bad evaluations tolerated before a cut, ≥ 0 and below
       2^31 - 1 (they are counted in int32).
     mode: ``'min'`` (lower is better) or ``'max'``.
@@ -177,27 +192,29 @@ def reduce_on_plateau(
     nonfinite,
   )
   decay_factor, threshold, min_scale = map(  # type: ignore[assignment]
-    as_float32, (decay_factor, threshold, min_scale)
+    as_float, (decay_factor, threshold, min_scale)
   )
   sign = 1.0 if mode == 'min' else -1.0  # compare in 'min' form: lower is better
 
   def init_fn(params: optax.Params) -> ReduceOnPlateauState:
     del params
     zero = jnp.zeros([], jnp.int32)
+    dtype = float_dtype()  # no parameters to follow: the dtype of step sizes
     return ReduceOnPlateauState(
-      scale=jnp.ones([], jnp.float32),
-      best_value=jnp.asarray(jnp.inf, jnp.float32),
+      scale=jnp.ones([], dtype),
+      best_value=jnp.asarray(jnp.inf, dtype),
       plateau_count=zero,
       cooldown_count=zero,
       count=zero,
-      accumulated_value=jnp.zeros([], jnp.float32),
+      accumulated_value=jnp.zeros([], dtype),
       num_cuts=zero,
       accumulated_finite=zero,
       num_nonfinite=zero,
     )
 
   def improves(value: jax.Array, best: jax.Array) -> jax.Array:
-    margin = threshold * jnp.abs(best) if threshold_mode == 'rel' else threshold
+    tau = jnp.asarray(threshold, best.dtype)
+    margin = tau * jnp.abs(best) if threshold_mode == 'rel' else tau
     # Before the first evaluation best is +inf and inf - inf is NaN: any finite value improves.
     return jnp.where(jnp.isinf(best), value < best, value < best - margin)
 
@@ -210,7 +227,9 @@ def reduce_on_plateau(
     cooldown_left = jnp.where(in_cooldown, state.cooldown_count - 1, 0)
     bad = jnp.where(in_cooldown, 0, bad)
     cut = bad > patience
-    new_scale = jnp.maximum(state.scale / decay_factor, min_scale).astype(jnp.float32)
+    dtype = state.scale.dtype
+    divisor, floor = jnp.asarray(decay_factor, dtype), jnp.asarray(min_scale, dtype)
+    new_scale = jnp.maximum(state.scale / divisor, floor).astype(dtype)
     return state._replace(
       scale=jnp.where(cut, new_scale, state.scale),
       best_value=best,
@@ -225,7 +244,7 @@ def reduce_on_plateau(
       raise ValueError('reduce_on_plateau needs the metric: update(..., value=metric).')
     if jnp.ndim(value) != 0:
       raise ValueError(f'value must be a scalar metric, got shape {jnp.shape(value)}.')
-    metric = sign * jnp.asarray(value, jnp.float32)
+    metric = sign * jnp.asarray(value, state.best_value.dtype)
     finite = jnp.isfinite(metric)
     if nonfinite == 'ignore':
       metric = jnp.where(finite, metric, 0.0)
@@ -251,7 +270,10 @@ def reduce_on_plateau(
         finite, state.num_nonfinite, optax.safe_increment(state.num_nonfinite)
       ),
     )
-    updates = jax.tree.map(lambda u: (state.scale * u).astype(u.dtype), updates)
+    scale = state.scale
+    updates = jax.tree.map(
+      lambda u: (scale.astype(compute_dtype(u.dtype)) * u).astype(u.dtype), updates
+    )
     return updates, state
 
   return optax.GradientTransformationExtraArgs(init_fn, update_fn)

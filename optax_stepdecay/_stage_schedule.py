@@ -40,7 +40,8 @@ class Stage(NamedTuple):
 
 _FACTORIES: dict[str, Callable[..., StageSchedule]] = {}
 
-_MAX_TABLE_ROWS = 1_000_000
+MAX_TABLE_ROWS = 1_000_000
+"""The most change points, and stage table rows, a schedule lists."""
 
 
 def register(factory: Callable[..., StageSchedule]) -> Callable[..., StageSchedule]:
@@ -119,6 +120,10 @@ class StageSchedule:
 
     Returns:
       The start steps of stages 1, 2, ... in increasing order.
+
+    Raises:
+      ValueError: there are more than 1,000,000 of them (pass a smaller
+        ``num_steps``); the list is never cut short.
     """
     if num_steps is None and self.num_stages is None:
       raise ValueError(f'{self!r} has infinitely many stages: pass num_steps to bound them.')
@@ -137,10 +142,10 @@ class StageSchedule:
       The stages in order; adjacent stages have different values.
     """
     starts = [0, *self.change_points(num_steps)]
-    if len(starts) > _MAX_TABLE_ROWS:
+    if len(starts) > MAX_TABLE_ROWS:
       raise ValueError(
         f'{self!r} has {len(starts)} stages before step {num_steps}; '
-        f'tables are limited to {_MAX_TABLE_ROWS} rows.'
+        f'tables are limited to {MAX_TABLE_ROWS} rows.'
       )
     values = np.asarray(self(np.asarray(starts, dtype=np.int64))).tolist()
     rows: list[Stage] = []

@@ -10,10 +10,12 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from optax_stepdecay import _state as states
 from optax_stepdecay import _validation as check
 from optax_stepdecay._auto import AutoStepDecayState
 from optax_stepdecay._cooldown import CooldownState
-from optax_stepdecay._counts import as_float32
+from optax_stepdecay._counts import as_weak_float
+from optax_stepdecay._counts import float_dtype
 from optax_stepdecay._counts import is_traced
 from optax_stepdecay._plateau import ReduceOnPlateauState
 from optax_stepdecay._schedules import fixed_horizon_step_decay_schedule
@@ -84,7 +86,7 @@ def scale_by_tracked_learning_rate(
 
   def rate(count: jax.Array) -> jax.Array:
     value = learning_rate(count) if callable(learning_rate) else learning_rate
-    return jnp.asarray(value, dtype=jnp.result_type(float))
+    return jnp.asarray(value, dtype=float_dtype())
 
   def init_fn(params: optax.Params) -> TrackedLearningRateState:
     del params
@@ -101,13 +103,6 @@ def scale_by_tracked_learning_rate(
 
 
 _RATE_STATES = (TrackedLearningRateState, AutoStepDecayState, CooldownState)
-
-
-def _read(value: Any) -> jax.Array:
-  """Reads an array, unwrapping Flax variables (``nnx.Optimizer`` state)."""
-  if hasattr(value, 'get_value'):
-    value = value.get_value()
-  return jnp.asarray(value)
 
 
 def current_learning_rate(opt_state: Any) -> jax.Array:
@@ -134,34 +129,19 @@ def current_learning_rate(opt_state: Any) -> jax.Array:
     :func:`auto_step_decay`, :func:`scale_by_cooldown`, :func:`reduce_on_plateau` and
     ``optax.inject_hyperparams`` (https://optax.readthedocs.io).
   """
-
-  def is_node(node: Any) -> bool:
-    # inject_hyperparams states come in several classes; all hold `hyperparams`.
-    return isinstance(node, (*_RATE_STATES, ReduceOnPlateauState)) or isinstance(
-      getattr(node, 'hyperparams', None), dict
-    )
-
-  ours = (*_RATE_STATES, ReduceOnPlateauState)
   # Our states first, also inside inject_hyperparams (auto_step_decay's rate is not a
   # hyperparameter); then inject_hyperparams states that hold a learning_rate.
-  nodes = jax.tree.leaves(opt_state, is_leaf=lambda n: isinstance(n, ours))
-  injected = jax.tree.leaves(opt_state, is_leaf=is_node)
-  rates = [_read(n.learning_rate) for n in nodes if isinstance(n, _RATE_STATES)]
-  rates += [
-    _read(n.hyperparams['learning_rate'])
-    for n in injected
-    if isinstance(getattr(n, 'hyperparams', None), dict) and 'learning_rate' in n.hyperparams
-  ]
+  ours, injected = states.fields_and_hyperparameters(opt_state, 'learning_rate', _RATE_STATES)
+  rates = ours + injected
   if not rates:
     raise ValueError(
       'opt_state holds no learning rate: build the optimizer with '
       'scale_by_tracked_learning_rate (step_decay_sgd does), auto_step_decay '
       'or optax.inject_hyperparams.'
     )
-  rate = rates[0]
-  for node in nodes:
-    if isinstance(node, ReduceOnPlateauState):
-      rate = rate * _read(node.scale)
+  rate = states.read(rates[0])
+  for plateau in states.find(opt_state, [ReduceOnPlateauState]):
+    rate = rate * states.read(plateau.scale)
   return rate
 
 
@@ -221,7 +201,7 @@ def step_decay_sgd(
   momentum: jax.typing.ArrayLike | None = None,
   nesterov: bool = False,
   weight_decay: jax.typing.ArrayLike = 0.0,
-) -> optax.GradientTransformation:
+) -> optax.GradientTransformationExtraArgs:
   """SGD with step decay (Algorithm 1 of Wang et al., 2021) in one transformation.
 
   With the gradient g_t at the parameters x_t::
@@ -242,7 +222,9 @@ def step_decay_sgd(
 
   Args:
     init_value: η₀ > 0, a scalar.
-    decay_factor: α ≥ 1, the divisor at each cut.
+    decay_factor: α ≥ 1, the paper's decay factor: the step is divided by it
+      at each cut (torch's ``gamma`` and optax's ``decay_rate`` multiply:
+      ``gamma=0.1`` is ``decay_factor=10``).
     stage_length: steps per stage (exclusive with ``total_steps``). The step
       count is int32 (it stops at 2^31 - 1), so every cut must come
       at or before that count.
@@ -254,7 +236,9 @@ def step_decay_sgd(
     weight_decay: λ ≥ 0; needs ``params`` in ``update``.
 
   Returns:
-    An ``optax.GradientTransformationExtraArgs``.
+    An ``optax.GradientTransformationExtraArgs`` (an ``optax.chain``) whose
+    state is a tuple ending in a :class:`TrackedLearningRateState`; ``update``
+    needs ``params`` when ``weight_decay`` is not 0.
 
   References:
     Wang, Magnússon and Johansson, "On the Convergence of Step Decay Step-Size for
@@ -289,9 +273,9 @@ def step_decay_sgd(
   check.check_non_negative('weight_decay', weight_decay)
   parts = []
   if not _is_static_zero(weight_decay):
-    parts.append(optax.add_decayed_weights(as_float32(weight_decay)))
+    parts.append(optax.add_decayed_weights(as_weak_float(weight_decay)))
   if momentum is not None:
-    parts.append(optax.trace(decay=as_float32(momentum), nesterov=nesterov))
+    parts.append(optax.trace(decay=as_weak_float(momentum), nesterov=nesterov))
   if nesterov and (momentum is None or _is_static_zero(momentum)):
     raise ValueError(f'nesterov=True needs momentum > 0, got momentum={momentum!r}.')
   parts.append(scale_by_tracked_learning_rate(schedule))

@@ -15,7 +15,7 @@ from optax_stepdecay._counts import float_dtype
 from optax_stepdecay._counts import is_traced
 from optax_stepdecay._fractions import check_total_steps
 from optax_stepdecay._fractions import steps_of
-from optax_stepdecay._schedules import _decayed
+from optax_stepdecay._schedules import _tabulated
 from optax_stepdecay._stage_schedule import Stage
 from optax_stepdecay._stage_schedule import StageSchedule
 from optax_stepdecay._stage_schedule import _nan_where_nan_count
@@ -168,7 +168,8 @@ class WSDSchedule(StageSchedule):
       ends = c['end_value'], c['end_ratio'], c['decay_factor']
       end = end_of(peak, *ends)
       if c['decay_factor'] is not None:  # computed as multistep_decay_schedule computes a cut
-        end = _decayed(c['peak_value'], c['decay_factor'], phase >= 2)
+        cut = (phase >= 2).astype(t.dtype)
+        end = _tabulated(c['peak_value'], c['decay_factor'], 2)(cut)
       cooled = end
       if DECAY_SHAPES[d_code] != 'step':
         cooled = decayed(value, decay_curve(d_code, jnp.minimum(offset, decay), decay), *ends)
@@ -332,7 +333,9 @@ def wsd_schedule(
     init_value: v₀ ≥ 0, the value at count 0 when W > 0.
     end_value: e, in [0, η].
     end_ratio: e / η, in [0, 1] (transformers' ``min_lr_ratio``).
-    decay_factor: η / e ≥ 1, the paper's α.
+    decay_factor: η / e ≥ 1, the paper's α: the end value is the peak divided
+      by it (transformers' ``min_lr_ratio``, like ``end_ratio``, multiplies:
+      ``min_lr_ratio=0.1`` is ``decay_factor=10``).
 
   Returns:
     A :class:`StageSchedule` whose table shows the ramps with their shapes.

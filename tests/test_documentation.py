@@ -4,6 +4,7 @@ Each test writes a small Markdown file next to a copy of that conftest and runs 
 """
 
 import inspect
+import re
 import textwrap
 from pathlib import Path
 
@@ -104,3 +105,26 @@ def test_public_functions_cite_what_they_implement(name):
   references = doc.split('\nReferences:\n', 1)
   assert len(references) == 2, f'{name} has no References section'
   assert 'https://' in references[1].split('\n\n', 1)[0]
+
+
+def argument_doc(doc: str, name: str) -> str:
+  """The entry of argument ``name`` in the Args section of a Google-style docstring."""
+  args = doc.split('\nArgs:\n', 1)[1].split('\n\n', 1)[0]
+  entries = re.split(r'\n(?=  \w+:)', '\n' + args)
+  return next(e for e in entries if e.startswith(f'  {name}:'))
+
+
+@pytest.mark.parametrize(
+  'name',
+  [
+    n
+    for n in osd.__all__
+    if inspect.isfunction(getattr(osd, n))
+    and 'decay_factor' in inspect.signature(getattr(osd, n)).parameters
+  ],
+)
+def test_every_decay_factor_says_it_divides_where_others_multiply(name):
+  # The paper's α divides the step; torch's gamma, optax's decay_rate (and t5x's decay_factor)
+  # multiply it. Every signature with the name says which it is.
+  entry = argument_doc(inspect.getdoc(getattr(osd, name)), 'decay_factor')
+  assert 'divide' in entry and 'multipl' in entry, entry

@@ -96,3 +96,21 @@ def test_plot_draws_stairs_on_a_log_axis():
   assert ax.get_yscale() == 'log'
   assert line.get_xdata()[:3].tolist() == [0, 10_000, 10_000]
   assert line.get_label() == 'step decay'
+
+
+def test_change_points_beyond_the_limit_raise_instead_of_being_cut_short():
+  schedule = osd.step_decay_schedule(1.0, 2.0, 1, transition_begin=5)
+  points = schedule.change_points(1_000_006)  # exactly the limit: 6, 7, ..., 1_000_005
+  assert len(points) == 1_000_000 and points[0] == 6 and points[-1] == 1_000_005
+  with pytest.raises(
+    ValueError, match=r'puts 1000001 stage boundaries before step 1000007: .* 1000000 rows'
+  ):
+    schedule.change_points(1_000_007)
+  with pytest.raises(ValueError, match='limited to 1000000 rows'):
+    osd.with_linear_warmup(schedule, 3).change_points(2_000_000)
+  # A bounded number of stages lists them all, however far the horizon.
+  finite = osd.step_decay_schedule(1.0, 2.0, 1, num_stages=3)
+  assert finite.change_points() == [1, 2]
+  assert finite.change_points(2**32) == [1, 2]
+  assert osd.step_decay_schedule(1.0, 2.0, 10).change_points(10) == []
+  assert osd.step_decay_schedule(1.0, 2.0, 10).change_points(11) == [10]

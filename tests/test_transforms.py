@@ -1,5 +1,7 @@
 """SGD with step decay, the tracked learning rate, and composition with optax and Flax."""
 
+import typing
+
 import chex
 import jax
 import jax.numpy as jnp
@@ -161,3 +163,21 @@ def test_flax_nnx_optimizer():
   chex.assert_type(optimizer.step[...], jnp.uint32)
   schedule = osd.step_decay_schedule(0.1, 10.0, 2)
   chex.assert_trees_all_close(schedule(optimizer.step[...]), jnp.float32(1e-3), rtol=1e-6)
+
+
+TRANSFORMATIONS = {
+  'step_decay_sgd': lambda: osd.step_decay_sgd(0.1, 10.0, stage_length=2, momentum=0.9),
+  'scale_by_tracked_learning_rate': lambda: osd.scale_by_tracked_learning_rate(0.1),
+  'scale_by_cooldown': lambda: osd.scale_by_cooldown(0.1),
+  'auto_step_decay': lambda: osd.auto_step_decay(0.1, test_interval=1, min_stage_length=2),
+  'reduce_on_plateau': osd.reduce_on_plateau,
+  'sample_iterate': lambda: osd.sample_iterate(0.1),
+  'stage_average': lambda: osd.stage_average(osd.step_decay_schedule(0.1, 10.0, 2)),
+  'suffix_average': lambda: osd.suffix_average(0),
+}
+
+
+@pytest.mark.parametrize('name', sorted(TRANSFORMATIONS))
+def test_return_annotation_is_the_class_returned(name):
+  hint = typing.get_type_hints(getattr(osd, name))['return']
+  assert type(TRANSFORMATIONS[name]()) is hint
