@@ -140,3 +140,34 @@ def test_milestone_lookup_grows_logarithmically():
 @pytest.mark.parametrize('count', [0, 1, 2**31 - 1])
 def test_empty_milestones_are_constant(count):
   assert float(osd.multistep_decay_schedule(0.3, [], 10.0)(count)) == pytest.approx(0.3)
+
+
+@pytest.mark.parametrize('num_boundaries', [1, 2, 31, 32, 33, 34, 64])
+def test_compare_all_and_binary_search_agree_around_the_threshold(num_boundaries):
+  from optax_stepdecay import _schedules
+
+  rng = np.random.default_rng(num_boundaries)
+  boundaries = np.sort(rng.choice(2**32 - 1, num_boundaries, replace=False)).tolist()
+  near = np.asarray([b + d for b in boundaries for d in (-1, 0, 1)], np.int64)
+  counts = np.clip(
+    np.concatenate([near, [0, 2**32 - 1], rng.integers(0, 2**32, 200)]), 0, 2**32 - 1
+  )
+  counts = jnp.asarray(counts.astype(np.uint32))
+  search = _schedules._sorted_stage_index(boundaries, 'scan_unrolled')(counts)
+  compare = _schedules._sorted_stage_index(boundaries, 'compare_all')(counts)
+  default = _schedules._sorted_stage_index(boundaries)(counts)
+  expected = np.searchsorted(np.asarray(boundaries), np.asarray(counts), side='right')
+  chex.assert_trees_all_equal(search, compare, default, jnp.asarray(expected, jnp.uint32))
+
+
+@pytest.mark.parametrize('decay_factor', [1.0001, 3.0, 10.0])
+def test_stage_values_are_the_power_formula_and_the_same_under_jit(decay_factor):
+  from optax_stepdecay._schedules import _decayed
+
+  milestones = list(range(5, 500, 5))
+  schedule = osd.multistep_decay_schedule(0.3, milestones, decay_factor)
+  counts = jnp.arange(600, dtype=jnp.uint32)
+  stage = jnp.searchsorted(jnp.asarray(milestones), counts, side='right').astype(jnp.uint32)
+  expected = _decayed(0.3, decay_factor, stage)  # eagerly, count by count
+  chex.assert_trees_all_equal(schedule(counts), expected)
+  chex.assert_trees_all_equal(jax.jit(schedule)(counts), expected)
