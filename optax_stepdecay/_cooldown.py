@@ -12,8 +12,7 @@ import optax
 from optax_stepdecay import _state as states
 from optax_stepdecay import _validation as check
 from optax_stepdecay._counts import float_dtype
-from optax_stepdecay._stage_schedule import StageSchedule
-from optax_stepdecay._stage_schedule import reaches_every_stage
+from optax_stepdecay._stage_schedule import check_learning_rate
 from optax_stepdecay._wsd import DECAY_SHAPES
 from optax_stepdecay._wsd import check_end
 from optax_stepdecay._wsd import check_shape
@@ -106,17 +105,7 @@ def scale_by_cooldown(
     >>> int(state.cooldown_start), rates
     (1, [1.0, 0.75, 0.5, 0.25, 0.0])
   """
-  if not callable(learning_rate):
-    check.check_scalar('learning_rate', learning_rate)
-    check.check_positive('learning_rate', learning_rate)
-  elif isinstance(learning_rate, StageSchedule) and not reaches_every_stage(
-    learning_rate, check.INT32_MAX
-  ):
-    raise ValueError(
-      f'learning_rate={learning_rate!r} has stage boundaries beyond count '
-      f'{check.INT32_MAX}, which this transformation never reaches: it counts updates '
-      f'as optax does, and {check.INT32_COUNT}.'
-    )
+  check_learning_rate(learning_rate)
   check_end(end_value, end_ratio, None, learning_rate, 'learning_rate')
   sign = -1.0 if flip_sign else 1.0
 

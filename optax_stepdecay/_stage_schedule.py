@@ -12,6 +12,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from optax_stepdecay import _validation as check
 from optax_stepdecay._counts import as_count
 from optax_stepdecay._counts import is_traced
 from optax_stepdecay._counts import max_count
@@ -217,6 +218,22 @@ class StageSchedule:
   def __repr__(self) -> str:
     args = ', '.join(f'{k}={v!r}' for k, v in self._config.items())
     return f'{self._name}({args})'
+
+
+def check_learning_rate(learning_rate: Any) -> None:
+  """Checks a transformation's step size: a positive scalar, or a schedule whose every stage
+  boundary optax's int32 update count reaches."""
+  if not callable(learning_rate):
+    check.check_scalar('learning_rate', learning_rate)
+    check.check_positive('learning_rate', learning_rate)
+  elif isinstance(learning_rate, StageSchedule) and not reaches_every_stage(
+    learning_rate, check.INT32_MAX
+  ):
+    raise ValueError(
+      f'learning_rate={learning_rate!r} has stage boundaries beyond count '
+      f'{check.INT32_MAX}, which this transformation never reaches: it counts updates '
+      f'as optax does, and {check.INT32_COUNT}.'
+    )
 
 
 def reaches_every_stage(schedule: StageSchedule, count: int) -> bool:

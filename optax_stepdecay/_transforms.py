@@ -20,8 +20,7 @@ from optax_stepdecay._counts import is_traced
 from optax_stepdecay._plateau import ReduceOnPlateauState
 from optax_stepdecay._schedules import fixed_horizon_step_decay_schedule
 from optax_stepdecay._schedules import step_decay_schedule
-from optax_stepdecay._stage_schedule import StageSchedule
-from optax_stepdecay._stage_schedule import reaches_every_stage
+from optax_stepdecay._stage_schedule import check_learning_rate
 
 
 class TrackedLearningRateState(NamedTuple):
@@ -71,17 +70,7 @@ def scale_by_tracked_learning_rate(
     >>> updates, float(osd.current_learning_rate(state))
     (Array([-0.5, -0.5], dtype=float32), 0.5)
   """
-  if not callable(learning_rate):
-    check.check_scalar('learning_rate', learning_rate)
-    check.check_positive('learning_rate', learning_rate)
-  elif isinstance(learning_rate, StageSchedule) and not reaches_every_stage(
-    learning_rate, check.INT32_MAX
-  ):
-    raise ValueError(
-      f'learning_rate={learning_rate!r} has stage boundaries beyond count '
-      f'{check.INT32_MAX}, which this transformation never reaches: it counts updates '
-      f'as optax does, and {check.INT32_COUNT}.'
-    )
+  check_learning_rate(learning_rate)
   sign = -1.0 if flip_sign else 1.0
 
   def rate(count: jax.Array) -> jax.Array:
