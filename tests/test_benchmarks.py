@@ -1,25 +1,17 @@
-"""The benchmark scripts run end to end in their --quick mode (no timing assertions)."""
+"""The benchmarks run end to end in their --quick mode (no timing assertions)."""
 
-import importlib.util
 import json
-import sys
-from pathlib import Path
 
 import numpy as np
 
-BENCHMARKS = Path(__file__).resolve().parent.parent / 'benchmarks'
-
-
-def load(name):
-  spec = importlib.util.spec_from_file_location(name, BENCHMARKS / f'{name}.py')
-  module = importlib.util.module_from_spec(spec)
-  sys.modules[name] = module
-  spec.loader.exec_module(module)
-  return module
+from benchmarks import perf
+from benchmarks import theory
+from benchmarks.problems import all_problems
+from benchmarks.runner import Results
 
 
 def test_perf_quick_writes_report(tmp_path):
-  results = load('perf').main(['--quick', '--out', str(tmp_path)])
+  results = perf.main(['--quick', '--out', str(tmp_path)])
   saved = json.loads((tmp_path / 'perf.json').read_text())
   assert saved['per_step']['rows'][0]['ratio_to_a'] == 1.0
   assert {row['milestones'] for row in saved['milestones']['rows']} == {10, 100}
@@ -30,22 +22,27 @@ def test_perf_quick_writes_report(tmp_path):
 
 
 def test_theory_quick_writes_rates(tmp_path):
-  results = load('theory').main(['--quick', '--out', str(tmp_path)])
-  assert set(results['problems']) == {
+  results = theory.main(['--quick', '--out', str(tmp_path)])
+  assert isinstance(results, Results)
+  assert set(results.problems) == {
     'logistic', 'least_squares', 'lad', 'hinge', 'nonconvex', 'nonconvex_last_iterate'
   }  # fmt: skip
-  for problem in results['problems'].values():
-    assert set(problem['slopes']) == set(results['schedules'])
-    for rows in problem['rows'].values():
-      assert all(r['mean'] > 0 and r['eta0'] in problem['eta0_grid'] for r in rows)
+  for problem in results.problems.values():
+    assert set(problem.slopes) == set(results.schedules)
+    assert list(problem.rows) == results.schedules
+    for summaries in problem.rows.values():
+      assert len(summaries) == len(results.horizons)
+      assert all(s.mean > 0 and s.eta0 in problem.eta0_grid for s in summaries)
+  saved = json.loads((tmp_path / 'rates.json').read_text())
+  assert saved['command'] == f'python -m benchmarks.theory --quick --out {tmp_path}'
+  assert saved['problems']['logistic']['rows']['auto'][0]['eta0'] in theory.QUICK.grid
   assert (tmp_path / 'rates.png').stat().st_size > 10_000
   assert 'Fitted log-log slopes' in (tmp_path / 'rates.md').read_text()
 
 
 def test_theory_optimal_values_are_minima():
-  theory = load('theory')
   rng = np.random.default_rng(0)
-  for problem in theory.problems():
+  for problem in all_problems():
     if problem.f_star is None:
       continue
     d = problem.x.shape[1]

@@ -1,0 +1,1 @@
+"""Benchmarks of optax_stepdecay: convergence rates (`benchmarks.theory`) and cost (`perf`)."""
