@@ -31,14 +31,6 @@ from examples import train
 FRACTIONS = (0.25, 0.5, 0.75, 1.0)
 
 
-def batch_stream(num_examples: int, batch_size: int, seed: int, steps: int) -> np.ndarray:
-  """The first ``steps`` batches of the epochs of ``train`` with this seed, end to end."""
-  per_epoch = num_examples // batch_size
-  epochs = -(-steps // per_epoch)
-  batches = [data_lib.epoch_batches(num_examples, batch_size, seed, e) for e in range(epochs)]
-  return np.concatenate(batches)[:steps]
-
-
 @dataclasses.dataclass(frozen=True)
 class Branches:
   lengths: list[int]  # updates of each branch (and of its cosine run)
@@ -64,7 +56,10 @@ def run(
   lengths = [c + c // 4 for c in checkpoints]
   network, params, rest = sweep.Network.create(config, dataset, seeds)
   stream = np.stack(
-    [batch_stream(len(dataset.x_train), config.batch_size, seed, max(lengths)) for seed in seeds]
+    [
+      data_lib.batch_stream(len(dataset.x_train), config.batch_size, seed, max(lengths))
+      for seed in seeds
+    ]
   )
   data = (dataset.x_train, dataset.y_train, dataset.x_test, dataset.y_test)
 

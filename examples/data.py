@@ -211,6 +211,14 @@ def augment(images: np.ndarray, rng: np.random.Generator) -> np.ndarray:
   return cropped
 
 
+def batch_stream(num_examples: int, batch_size: int, seed: int, steps: int) -> np.ndarray:
+  """The first ``steps`` batches of a run with this seed: its epochs' batches, end to end."""
+  per_epoch = num_examples // batch_size
+  epochs = -(-steps // per_epoch)
+  batches = [epoch_batches(num_examples, batch_size, seed, e) for e in range(epochs)]
+  return np.concatenate(batches)[:steps]
+
+
 def epoch_batches(num_examples: int, batch_size: int, seed: int, epoch: int) -> np.ndarray:
   """The index batches of one epoch: a permutation fixed by (seed, epoch), last partial dropped.
 

@@ -108,14 +108,12 @@ def train_many(
   spec = schedules.SCHEDULES[config.schedule]
   hypers = [spec.prepare(m.knob, budget) for m in members]
   seeds = sorted({m.seed for m in members})
+  shape = (config.epochs, budget.steps_per_epoch, config.batch_size)
   batches = np.stack(
     [
-      np.stack(
-        [
-          data_lib.epoch_batches(len(dataset.x_train), config.batch_size, seed, epoch)
-          for epoch in range(config.epochs)
-        ]
-      )
+      data_lib.batch_stream(
+        len(dataset.x_train), config.batch_size, seed, budget.total_steps
+      ).reshape(shape)
       for seed in seeds
     ]
   )

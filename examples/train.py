@@ -330,9 +330,13 @@ class _Run:
     self.pending: list[jax.Array] = []  # step sizes still on the device
     self.step_fn = nnx.cached_partial(train_step, self.model, self.optimizer)
 
-  def save(self) -> None:
+  def flush(self) -> None:
+    """Moves the step sizes still on the device into the logs."""
     self.logs['learning_rates'] += np.asarray(jax.device_get(self.pending), float).tolist()
     self.pending = []
+
+  def save(self) -> None:
+    self.flush()
     self.checkpoints.save(self.step, (self.model, self.optimizer), self.logs)
 
   def epoch(self) -> None:
@@ -373,8 +377,7 @@ class _Run:
       self.save()
 
   def evaluate(self, epoch: int, started: float) -> None:
-    self.logs['learning_rates'] += np.asarray(jax.device_get(self.pending), float).tolist()
-    self.pending = []
+    self.flush()
     evaluated = evaluation_model(self.config.schedule, self.model, self.optimizer)
     data, parallel = self.dataset, self.parallel
     train = evaluate(evaluated, data.x_train, data.y_train, parallel)

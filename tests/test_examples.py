@@ -426,9 +426,7 @@ def test_branch_demo_counts_its_compute_and_writes_its_report(tmp_path, tiny_mni
 
 
 def test_batch_stream_continues_the_epochs_of_a_single_run():
-  from examples import branch
-
-  stream = branch.batch_stream(100, 32, seed=3, steps=7)
+  stream = data.batch_stream(100, 32, seed=3, steps=7)
   expected = np.concatenate([data.epoch_batches(100, 32, 3, e) for e in range(3)])[:7]
   np.testing.assert_array_equal(stream, expected)
 
