@@ -69,6 +69,26 @@ def digits() -> tuple[jax.Array, jax.Array]:
 # 1. Per-step cost ---------------------------------------------------------------
 
 
+def scanned_training(tx, loss_fn, params, x, y, num_steps: int, batch: int):
+  """A thunk running one jitted scan of num_steps minibatch steps; updates get value=loss."""
+  tx = optax.with_extra_args_support(tx)
+
+  def step(carry, indices):
+    p, state = carry
+    loss, grads = jax.value_and_grad(loss_fn)(p, x[indices], y[indices])
+    updates, state = tx.update(grads, state, p, value=loss)
+    return (optax.apply_updates(p, updates), state), None
+
+  indices = jax.random.randint(jax.random.key(1), (num_steps, batch), 0, x.shape[0])
+
+  @jax.jit
+  def run(p):
+    (p, _), _ = jax.lax.scan(step, (p, tx.init(p)), indices)
+    return p
+
+  return lambda: run(params)
+
+
 def mlp_train_steps(tx: optax.GradientTransformation, x, y, num_steps: int, batch: int):
   """A jitted program that runs num_steps minibatch SGD steps of a 64-128-10 MLP."""
   k1, k2 = jax.random.split(jax.random.key(0))
@@ -84,20 +104,7 @@ def mlp_train_steps(tx: optax.GradientTransformation, x, y, num_steps: int, batc
     logits = hidden @ p['w2'] + p['b2']
     return optax.softmax_cross_entropy_with_integer_labels(logits, yb).mean()
 
-  def step(carry, indices):
-    p, state = carry
-    grads = jax.grad(loss_fn)(p, x[indices], y[indices])
-    updates, state = tx.update(grads, state, p)
-    return (optax.apply_updates(p, updates), state), None
-
-  indices = jax.random.randint(jax.random.key(1), (num_steps, batch), 0, x.shape[0])
-
-  @jax.jit
-  def run(p):
-    (p, _), _ = jax.lax.scan(step, (p, tx.init(p)), indices)
-    return p
-
-  return lambda: run(params)
+  return scanned_training(tx, loss_fn, params, x, y, num_steps, batch)
 
 
 def per_step_cost(quick: bool) -> dict:
@@ -133,9 +140,8 @@ GOAL = 1.05  # every transform within 5% of its plain-optax counterpart
 
 
 def memory_bound_steps(tx, num_steps: int, hidden: int, batch: int = 64):
-  """A jitted scan of num_steps SGD steps of a 64-hidden-hidden-10 MLP, passing value=loss."""
+  """A jitted scan of num_steps SGD steps of a 64-hidden-hidden-10 MLP."""
   x, y = digits()
-  tx = optax.with_extra_args_support(tx)
   keys = jax.random.split(jax.random.key(0), 3)
   sizes = [(64, hidden), (hidden, hidden), (hidden, 10)]
   params = [
@@ -149,20 +155,7 @@ def memory_bound_steps(tx, num_steps: int, hidden: int, batch: int = 64):
     logits = xb @ p[-1]['w'] + p[-1]['b']
     return optax.softmax_cross_entropy_with_integer_labels(logits, yb).mean()
 
-  def step(carry, indices):
-    p, state = carry
-    loss, grads = jax.value_and_grad(loss_fn)(p, x[indices], y[indices])
-    updates, state = tx.update(grads, state, p, value=loss)
-    return (optax.apply_updates(p, updates), state), None
-
-  indices = jax.random.randint(jax.random.key(1), (num_steps, batch), 0, x.shape[0])
-
-  @jax.jit
-  def run(p):
-    (p, _), _ = jax.lax.scan(step, (p, tx.init(p)), indices)
-    return p
-
-  return lambda: run(params)
+  return scanned_training(tx, loss_fn, params, x, y, num_steps, batch)
 
 
 def memory_bound_cost(quick: bool) -> dict:
