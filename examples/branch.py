@@ -27,6 +27,8 @@ from examples import configs
 from examples import data as data_lib
 from examples import sweep
 from examples import train
+from examples.schedules import BRANCHED
+from examples.schedules import SEPARATE
 
 FRACTIONS = (0.25, 0.5, 0.75, 1.0)
 
@@ -49,7 +51,8 @@ def run(
 ) -> Branches:
   started = time.perf_counter()
   eta0 = {
-    m: train.resolve(dataclasses.replace(config, schedule=m), tuned).lr for m in ('wsd', 'cosine')
+    m: train.resolve(dataclasses.replace(config, schedule=m), tuned).lr
+    for m in (BRANCHED, SEPARATE)
   }
   warmup = max(1, stable_steps // 20)
   checkpoints = [round(f * stable_steps) for f in FRACTIONS]
@@ -81,7 +84,7 @@ def run(
     program = jax.vmap(lambda c, b, d: network.train(tx, c, b, *d)[0], in_axes=(0, 0, None))
     return jax.jit(program)(carry, stream[:, start:stop], data[:2])
 
-  wsd = sgd(osd.scale_by_cooldown(osd.wsd_schedule(eta0['wsd'], warmup_steps=warmup)))
+  wsd = sgd(osd.scale_by_cooldown(osd.wsd_schedule(eta0[BRANCHED], warmup_steps=warmup)))
   carry = (params, rest, jax.vmap(wsd.init)(params))
   final: dict[str, dict[str, list]] = {m: {'train_loss': [], 'test_accuracy': []} for m in eta0}
   done = 0
@@ -90,19 +93,19 @@ def run(
     done = checkpoint
     cooled = jax.vmap(lambda s, d=length - checkpoint: osd.start_cooldown(s, d, '1-sqrt'))
     branch = train_segment(wsd, (*carry[:2], cooled(carry[2])), checkpoint, length)
-    for key, value in zip(final['wsd'], evaluate(branch, data), strict=True):
-      final['wsd'][key].append(np.asarray(value))
+    for key, value in zip(final[BRANCHED], evaluate(branch, data), strict=True):
+      final[BRANCHED][key].append(np.asarray(value))
   for length in lengths:
     cosine = sgd(
       osd.scale_by_tracked_learning_rate(
-        optax.warmup_cosine_decay_schedule(0.0, eta0['cosine'], warmup, length)
+        optax.warmup_cosine_decay_schedule(0.0, eta0[SEPARATE], warmup, length)
       )
     )
     result = train_segment(cosine, (params, rest, jax.vmap(cosine.init)(params)), 0, length)
-    for key, value in zip(final['cosine'], evaluate(result, data), strict=True):
-      final['cosine'][key].append(np.asarray(value))
+    for key, value in zip(final[SEPARATE], evaluate(result, data), strict=True):
+      final[SEPARATE][key].append(np.asarray(value))
   cooldowns = sum(length - start for length, start in zip(lengths, checkpoints, strict=True))
-  compute = {'wsd': stable_steps + cooldowns, 'cosine': sum(lengths)}
+  compute = {BRANCHED: stable_steps + cooldowns, SEPARATE: sum(lengths)}
   arrays = {m: {k: np.stack(v) for k, v in metrics.items()} for m, metrics in final.items()}
   return Branches(lengths, checkpoints, arrays, compute, time.perf_counter() - started)
 
@@ -111,7 +114,7 @@ def table(result: Branches, seeds: int) -> str:
   lines = [
     f'Cooldowns (1-sqrt, 20% of each branch) branched from one warmup-stable run against '
     f'warmup-cosine runs of the same lengths, {seeds} seeds, mean ± std; updates spent in all: '
-    f'{result.compute["wsd"]:,} for the branches, {result.compute["cosine"]:,} for the cosine '
+    f'{result.compute[BRANCHED]:,} for the branches, {result.compute[SEPARATE]:,} for the cosine '
     'runs.',
     '',
     '| updates | cooldown from | branched: train loss | cosine: train loss '
@@ -122,7 +125,7 @@ def table(result: Branches, seeds: int) -> str:
     cells = [
       compare.mean_std(result.final[method][key][i])
       for key in ('train_loss', 'test_accuracy')
-      for method in ('wsd', 'cosine')
+      for method in (BRANCHED, SEPARATE)
     ]
     lines.append(f'| {length:,} | {start:,} | ' + ' | '.join(cells) + ' |')
   return '\n'.join(lines) + '\n'
@@ -135,7 +138,7 @@ def plot(out: Path, result: Branches) -> None:
   import matplotlib.pyplot as plt
 
   fig, axes = plt.subplots(1, 2, figsize=(11, 4))
-  labels = {'wsd': 'cooldown branched from one run', 'cosine': 'separate cosine run'}
+  labels = {BRANCHED: 'cooldown branched from one run', SEPARATE: 'separate cosine run'}
   for ax, key, label in zip(
     axes, ('train_loss', 'test_accuracy'), ('training loss', 'test error'), strict=True
   ):

@@ -32,7 +32,6 @@ from examples import train
 ETA0_GRID = tuple(0.0125 * 2**k for k in range(7))  # 0.0125 ... 0.8
 TUNING_SEEDS = (1000, 1001, 1002)
 VALIDATION = {'fraction': 0.2, 'seed': 1000}
-REFERENCE = 'step_decay'  # the paired differences are taken against it
 
 
 def _protocol(section: str) -> str:
@@ -125,7 +124,7 @@ def paired_interval(
 
 def table(comparison: Comparison) -> str:
   """The results as markdown: settings, mean ± std over seeds, paired differences."""
-  config, reference = comparison.config, comparison.results.get(REFERENCE)
+  config, reference = comparison.config, comparison.results.get(schedules.REFERENCE)
   lines = [
     f'{config.dataset}, {comparison.settings[next(iter(comparison.settings))].model}, '
     f'{config.epochs} epochs of batch {config.batch_size}, momentum {config.momentum}, '
@@ -142,7 +141,7 @@ def table(comparison: Comparison) -> str:
     knob = f'{spec.knob}={setting.knob:g}' if spec.knob else '-'
     accuracy = result.test_accuracy[:, -1]
     paired = '-'
-    if reference is not None and name != REFERENCE:
+    if reference is not None and name != schedules.REFERENCE:
       mean, low, high = paired_interval(reference.test_accuracy[:, -1], accuracy)
       paired = f'{mean:+.4f} [{low:+.4f}, {high:+.4f}]'
     lines.append(
@@ -195,8 +194,8 @@ def plot(out: Path, comparison: Comparison) -> None:
   for name in comparison.results:
     families.setdefault(schedules.SCHEDULES[name].family, []).append(name)
   for family in families.values():  # every panel shows the reference, in black
-    if REFERENCE in comparison.results and REFERENCE not in family:
-      family.insert(0, REFERENCE)
+    if schedules.REFERENCE in comparison.results and schedules.REFERENCE not in family:
+      family.insert(0, schedules.REFERENCE)
   figures = {
     'learning_rate': ('step size (seed 0)', 'update', lambda r: r.learning_rates[:1]),
     'train_loss': ('training loss (whole training set)', 'epoch', lambda r: r.train_loss),
@@ -210,7 +209,7 @@ def plot(out: Path, comparison: Comparison) -> None:
       for name in names:
         curves = curves_of(comparison.results[name])
         x = np.arange(1, curves.shape[1] + 1)
-        style = {'color': 'black', 'lw': 2} if name == REFERENCE else {'lw': 1.3}
+        style = {'color': 'black', 'lw': 2} if name == schedules.REFERENCE else {'lw': 1.3}
         (line,) = ax.plot(x, curves.mean(axis=0), label=name, **style)
         if len(curves) > 1:  # min to max: stays positive on the log axis
           low, high = curves.min(axis=0), curves.max(axis=0)

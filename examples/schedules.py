@@ -250,6 +250,10 @@ SCHEDULES: dict[str, ScheduleSpec] = {
   ),
 }
 COMPARED = tuple(name for name in SCHEDULES if name != 'schedule_free')  # the README's table
+REFERENCE = 'step_decay'  # the comparison's paired differences are taken against it
+# The branch demo: cooldowns branched from one run use wsd's tuned eta0, the separately trained
+# cosine runs cosine's.
+BRANCHED, SEPARATE = 'wsd', 'cosine'
 
 
 def knob_value(name: str, knob: float | None) -> float | None:
