@@ -13,6 +13,7 @@ import math
 import time
 from collections.abc import Callable
 from collections.abc import Sequence
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -114,13 +115,17 @@ def last_iterate_key(problem: Problem) -> str:
   return problem.name if problem.f_star is not None else f'{problem.name}_last_iterate'
 
 
-def simulate(
-  problem: Problem, total: int, tx: optax.GradientTransformation, seed: jax.Array
-) -> tuple[jax.Array, jax.Array]:
+def trajectory(
+  problem: Problem,
+  total: int,
+  tx: optax.GradientTransformation,
+  seed: jax.Array,
+  observe: Callable[[jax.Array, optax.OptState, optax.OptState], Any] = lambda *_: None,
+) -> tuple[jax.Array, optax.OptState, Any]:
   """T steps of minibatch SGD (projected onto the problem's ball) with updates from tx.
 
-  Returns the last iterate and the output point: the iterate kept by an
-  ``osd.sample_iterate`` in tx, or the last one when there is none.
+  Returns the last iterate, the last state and, stacked over the steps,
+  ``observe(iterate, state, previous_state)`` after each update.
   """
   x, y = jnp.asarray(problem.x, jnp.float32), jnp.asarray(problem.y, jnp.float32)
   n, d = problem.x.shape
@@ -130,16 +135,28 @@ def simulate(
     return jnp.mean(problem.loss(w, x[idx], y[idx], jnp)) + problem.regulariser(w, jnp)
 
   def step(carry, t):
-    w, state = carry
+    w, previous = carry
     idx = jax.random.randint(jax.random.fold_in(key, t), (problem.batch_size,), 0, n)
-    update, state = tx.update(jax.grad(minibatch_objective)(w, idx), state, w)
+    update, state = tx.update(jax.grad(minibatch_objective)(w, idx), previous, w)
     w = w + update
     if problem.radius is not None:
       w = w * jnp.minimum(1.0, problem.radius / jnp.linalg.norm(w))
-    return (w, state), None
+    return (w, state), observe(w, state, previous)
 
   w0 = jnp.zeros(d)
-  (w, state), _ = jax.lax.scan(step, (w0, tx.init(w0)), jnp.arange(total))
+  (w, state), observed = jax.lax.scan(step, (w0, tx.init(w0)), jnp.arange(total))
+  return w, state, observed
+
+
+def simulate(
+  problem: Problem, total: int, tx: optax.GradientTransformation, seed: jax.Array
+) -> tuple[jax.Array, jax.Array]:
+  """The last iterate of :func:`trajectory` and the output point.
+
+  The output point is the iterate kept by an ``osd.sample_iterate`` in tx, or
+  the last one when there is none.
+  """
+  w, state, _ = trajectory(problem, total, tx, seed)
   try:
     return w, osd.output_params(state)
   except ValueError:
@@ -184,10 +201,16 @@ def run_horizon(
   return errors_of(problem, last, output)
 
 
+def auto_for(problem: Problem, eta0: float) -> optax.GradientTransformation:
+  """auto_step_decay as the benchmark runs it: library defaults, a test every epoch, stages of
+  at least two epochs."""
+  epoch = len(problem.y) // problem.batch_size
+  return osd.auto_step_decay(eta0, test_interval=epoch, min_stage_length=2 * epoch)
+
+
 def run_auto(problem: Problem, total: int, seeds: int, eta0: float) -> dict[str, np.ndarray]:
   """auto_step_decay, untuned (library defaults; tests every epoch), from step decay's eta0."""
-  epoch = len(problem.y) // problem.batch_size
-  tx = osd.auto_step_decay(eta0, test_interval=epoch, min_stage_length=2 * epoch)
+  tx = auto_for(problem, eta0)
   last, output = jax.jit(jax.vmap(lambda seed: simulate(problem, total, tx, seed)))(
     jnp.arange(seeds)
   )

@@ -56,10 +56,19 @@ DEFAULT_MAX_BATCHES = 1024
 MAX_BATCHES = 2**16
 
 
-def stationarity_test(
+class StationarityTerms(NamedTuple):
+  """The parts of one stationarity test (see :func:`stationarity_terms`)."""
+
+  window: jax.Array  # batch ends in the window
+  change: jax.Array  # the window's sum of z: the change of s = ‖x - c‖² across it
+  half_width: jax.Array  # of the interval of the change
+  bound: jax.Array  # tolerance times the window's sum of v = ‖u‖²
+
+
+def stationarity_terms(
   history: jax.Array, num_batches: jax.Array, confidence: float, tolerance: float
-) -> jax.Array:
-  """The equivalence test on the latest three quarters of the stage's batches.
+) -> StationarityTerms:
+  """The equivalence test's terms on the latest three quarters of the stage's batches.
 
   ``history`` holds, at the end of each batch, the stage's running sums of z
   and v. The window's sum of z telescopes: it is the change ``D`` of
@@ -67,10 +76,9 @@ def stationarity_test(
   stationarity the variance of that change is at most twice the variance of
   s, estimated from the window's batch ends, so the interval of
   ``D`` is ``D +- q * sqrt(2 var(s))`` (``q`` the two-sided normal quantile
-  of ``confidence``); it must lie inside ``+-tolerance * V``, ``V`` the sum of
-  v over the same updates. Batch means of z would not do: consecutive ones
+  of ``confidence``). Batch means of z would not do: consecutive ones
   share an end point, and their variance overstates the mean's by up to the
-  number of batches. Needs four batch ends in the window.
+  number of batches.
   """
   capacity = history.shape[0]
   window = jnp.minimum(num_batches - num_batches // 4, capacity)
@@ -84,10 +92,20 @@ def stationarity_test(
   mean = jnp.sum(jnp.where(in_window, s, 0.0)) / n
   variance = jnp.sum(jnp.where(in_window, (s - mean) ** 2, 0.0)) / (n - 1)
   quantile = ndtri(0.5 + jnp.asarray(confidence, dtype) / 2)
-  half_width = quantile * jnp.sqrt(2 * variance)
-  return (window >= MIN_WINDOW) & (
-    jnp.abs(change) + half_width < jnp.asarray(tolerance, dtype) * scale
+  return StationarityTerms(
+    window, change, quantile * jnp.sqrt(2 * variance), jnp.asarray(tolerance, dtype) * scale
   )
+
+
+def stationarity_test(
+  history: jax.Array, num_batches: jax.Array, confidence: float, tolerance: float
+) -> jax.Array:
+  """Whether the interval of the window's change lies within +-tolerance times its sum of v.
+
+  Needs four batch ends in the window; the terms are :func:`stationarity_terms`'.
+  """
+  terms = stationarity_terms(history, num_batches, confidence, tolerance)
+  return (terms.window >= MIN_WINDOW) & (jnp.abs(terms.change) + terms.half_width < terms.bound)
 
 
 def auto_step_decay(

@@ -4,6 +4,7 @@ import json
 
 import numpy as np
 
+from benchmarks import auto_traces
 from benchmarks import perf
 from benchmarks import theory
 from benchmarks.problems import all_problems
@@ -51,3 +52,20 @@ def test_theory_optimal_values_are_minima():
       if problem.radius is not None:
         w *= min(1.0, problem.radius / np.linalg.norm(w))
       assert problem.objective(w) >= problem.f_star - 1e-9, problem.name
+
+
+def test_auto_traces_quick_writes_report(tmp_path):
+  cases, network = auto_traces.main(['--quick', '--out', str(tmp_path)])
+  assert [(c.problem, c.horizon) for c in cases] == [('least_squares', 1024), ('lad', 1024)]
+  for case in cases:
+    # Step decay follows the paper's schedule; auto cuts only at batch ends, by 10.
+    assert auto_traces.cut_steps(case.step_decay.learning_rate[0])
+    for rates in case.auto.learning_rate:
+      cuts = auto_traces.cut_steps(rates)
+      assert all(cut % 55 == 0 for cut in cuts), cuts  # diabetes: 442 // 8 updates per epoch
+      np.testing.assert_allclose(rates[-1], case.eta0 / 10 ** len(cuts), rtol=1e-5)
+  tested = ~np.isnan(network.terms[..., 1])
+  assert tested.all(), 'MNIST-1D: a test at every epoch end from the second on'
+  report = (tmp_path / 'auto_traces.md').read_text()
+  assert report.count('\n| least_squares |') == 1 and '## MNIST-1D' in report
+  assert (tmp_path / 'auto_traces.png').stat().st_size > 10_000
