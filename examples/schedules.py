@@ -21,7 +21,6 @@ import dataclasses
 from collections.abc import Callable
 from typing import Any
 
-import jax
 import jax.numpy as jnp
 import optax
 
@@ -172,13 +171,8 @@ def _schedule_free(eta0, hyper, budget: Budget, momentum: float) -> optax.Gradie
 
 
 def _schedule_free_eval(opt_state: optax.OptState, params: optax.Params) -> optax.Params:
-  (state,) = [
-    s
-    for s in jax.tree.leaves(
-      opt_state, is_leaf=lambda s: isinstance(s, optax.contrib.ScheduleFreeState)
-    )
-    if isinstance(s, optax.contrib.ScheduleFreeState)
-  ]
+  # The schedule-free state is the inner state of its inject_hyperparams wrapper.
+  state = optax.tree.get(opt_state, 'inner_state')
   return optax.contrib.schedule_free_eval_params(state, params)
 
 
