@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import inspect
 from pathlib import Path
 from typing import Any
 
@@ -71,14 +72,25 @@ def cut_steps(learning_rate: np.ndarray) -> list[int]:
   return [int(t) + 1 for t in np.flatnonzero(np.diff(learning_rate))]
 
 
-def test_terms(state: Any, previous: Any) -> jax.Array:
-  """The terms of the test auto ran at this update (NaN if none): a cut resets
-  num_batches but keeps the history, so the test of the stage just ended is
-  recomputed from it."""
-  cut = state.stage > previous.stage
-  batches = jnp.where(cut, previous.num_batches + 1, state.num_batches)
-  terms = _auto.stationarity_terms(state.history, batches, 0.95, 0.5)
-  tested = cut | ((state.stage_step > 0) & (state.num_batches > previous.num_batches))
+def auto_test_terms(opt_state: Any, previous: Any) -> jax.Array | None:
+  """The terms of the test the auto_step_decay in ``opt_state`` ran at this update.
+
+  NaN where it ran none; None when ``opt_state`` holds no auto_step_decay. A cut
+  resets num_batches but keeps the history, so the test of the stage just
+  ended is recomputed from it, with the library's default confidence and
+  tolerance (the ones the benchmark runs).
+  """
+  found = _state.find(opt_state, [_auto.AutoStepDecayState])
+  if not found:
+    return None
+  (state,), (before,) = found, _state.find(previous, [_auto.AutoStepDecayState])
+  cut = state.stage > before.stage
+  batches = jnp.where(cut, before.num_batches + 1, state.num_batches)
+  defaults = inspect.signature(osd.auto_step_decay).parameters
+  terms = _auto.stationarity_terms(
+    state.history, batches, defaults['confidence'].default, defaults['tolerance'].default
+  )
+  tested = cut | ((state.stage_step > 0) & (state.num_batches > before.num_batches))
   return jnp.where(tested, jnp.stack([t.astype(jnp.float32) for t in terms]), jnp.nan)
 
 
@@ -97,7 +109,6 @@ def trace(problem: Problem, total: int, seeds: int, tx: optax.GradientTransforma
   """Runs tx on every seed, recording the step size, the errors and auto's test terms."""
   x, y = jnp.asarray(problem.x, jnp.float32), jnp.asarray(problem.y, jnp.float32)
   flat = flattest_direction(problem)
-  is_auto = isinstance(tx.init(jnp.zeros(1)), _auto.AutoStepDecayState)
 
   def observe(w, state, previous):
     objective = jnp.mean(problem.loss(w, x, y, jnp)) + problem.regulariser(w, jnp)
@@ -105,8 +116,9 @@ def trace(problem: Problem, total: int, seeds: int, tx: optax.GradientTransforma
     if flat is not None:
       minimiser, curvature, direction = flat
       out['flat'] = 0.5 * curvature * jnp.dot(w - minimiser, direction) ** 2
-    if is_auto:
-      out['terms'] = test_terms(state, previous)
+    terms = auto_test_terms(state, previous)
+    if terms is not None:
+      out['terms'] = terms
     return out
 
   run = jax.jit(jax.vmap(lambda seed: runner.trajectory(problem, total, tx, seed, observe)[2]))
@@ -197,9 +209,8 @@ def mnist1d_trace(epochs: int, seeds: int) -> NetworkTrace:
       params, rest, previous = carry
       (loss, rest), grads = jax.value_and_grad(loss_fn, has_aux=True)(params, rest, index)
       updates, state = tx.update(grads, previous, params)
-      (auto,), (before,) = (_state.find(s, [_auto.AutoStepDecayState]) for s in (state, previous))
       sq_norm = sum(jnp.vdot(p, p) for p in jax.tree.leaves(params))
-      observed = (auto.learning_rate, loss, sq_norm, test_terms(auto, before))
+      observed = (osd.current_learning_rate(state), loss, sq_norm, auto_test_terms(state, previous))
       return (optax.apply_updates(params, updates), rest, state), observed
 
     return jax.lax.scan(step, (params, rest, tx.init(params)), batches)[1]
