@@ -46,44 +46,62 @@ class ReduceOnPlateauState(NamedTuple):
 _NONFINITE = ('ignore', 'bad')
 
 
-def _check_arguments(
-  decay_factor,
-  patience,
-  mode,
-  threshold,
-  threshold_mode,
-  cooldown,
-  min_scale,
-  accumulation_size,
-  nonfinite,
-) -> None:
-  """The construction-time checks of :func:`reduce_on_plateau`."""
-  for name, value in [
-    ('decay_factor', decay_factor),
-    ('threshold', threshold),
-    ('min_scale', min_scale),
-  ]:
-    check.check_scalar(name, value)
-  check.check_decay_factor('decay_factor', decay_factor)
-  check.check_integer(
-    'patience',
-    patience,
-    minimum=0,
-    maximum=check.INT32_MAX - 1,
-    why='a cut needs patience + 1 bad evaluations, counted in int32',
+def _init(params: optax.Params) -> ReduceOnPlateauState:
+  """The state before any metric."""
+  del params
+  zero = jnp.zeros([], jnp.int32)
+  dtype = float_dtype()  # no parameters to follow: the dtype of step sizes
+  return ReduceOnPlateauState(
+    scale=jnp.ones([], dtype),
+    best_value=jnp.asarray(jnp.inf, dtype),
+    plateau_count=zero,
+    cooldown_count=zero,
+    count=zero,
+    accumulated_value=jnp.zeros([], dtype),
+    num_cuts=zero,
+    accumulated_finite=zero,
+    num_nonfinite=zero,
   )
-  if mode not in ('min', 'max'):
-    raise ValueError(f"mode must be 'min' or 'max', got {mode!r}.")
-  check.check_non_negative('threshold', threshold)
-  if threshold_mode not in ('rel', 'abs'):
-    raise ValueError(f"threshold_mode must be 'rel' or 'abs', got {threshold_mode!r}.")
-  check.check_count('cooldown', cooldown, minimum=0)
-  check.check_non_negative('min_scale', min_scale)
-  if not is_traced(min_scale) and min_scale > 1:
-    raise ValueError(f'min_scale must be <= 1, got {min_scale!r}.')
-  check.check_count('accumulation_size', accumulation_size, minimum=1)
-  if nonfinite not in _NONFINITE:
-    raise ValueError(f"nonfinite must be 'ignore' or 'bad', got {nonfinite!r}.")
+
+
+def _evaluate(
+  state: ReduceOnPlateauState,
+  value: jax.Array,
+  threshold: jax.typing.ArrayLike,
+  threshold_mode: str,
+  patience: jax.typing.ArrayLike,
+  cooldown: jax.typing.ArrayLike,
+  decay_factor: jax.typing.ArrayLike,
+  min_scale: jax.typing.ArrayLike,
+) -> ReduceOnPlateauState:
+  """One evaluation of the mean metric ``value`` (in 'min' form), as torch's ``step``."""
+  best = state.best_value
+  tau = jnp.asarray(threshold, best.dtype)
+  margin = tau * jnp.abs(best) if threshold_mode == 'rel' else tau
+  # Before the first evaluation best is +inf and inf - inf is NaN: any finite value improves.
+  improves = jnp.where(jnp.isinf(best), value < best, value < best - margin)
+  # A non-finite mean (only with nonfinite='bad') is never an improvement.
+  better = improves & jnp.isfinite(value)
+  bad = jnp.where(better, 0, state.plateau_count + 1)
+  in_cooldown = state.cooldown_count > 0
+  cooldown_left = jnp.where(in_cooldown, state.cooldown_count - 1, 0)
+  bad = jnp.where(in_cooldown, 0, bad)
+  cut = bad > patience
+  dtype = state.scale.dtype
+  divisor, floor = jnp.asarray(decay_factor, dtype), jnp.asarray(min_scale, dtype)
+  new_scale = jnp.maximum(state.scale / divisor, floor).astype(dtype)
+  return state._replace(
+    scale=jnp.where(cut, new_scale, state.scale),
+    best_value=jnp.where(better, value, best),
+    plateau_count=jnp.where(cut, 0, bad),
+    cooldown_count=jnp.where(cut, cooldown, cooldown_left).astype(jnp.int32),
+    num_cuts=state.num_cuts + (cut & (new_scale < state.scale)),
+  )
+
+
+def _check_choice(name: str, value: object, choices: tuple[str, str]) -> None:
+  if value not in choices:
+    raise ValueError(f'{name} must be {choices[0]!r} or {choices[1]!r}, got {value!r}.')
 
 
 def reduce_on_plateau(
@@ -180,63 +198,30 @@ def reduce_on_plateau(
     >>> updates, int(state.num_cuts)
     (Array([0.25], dtype=float32), 2)
   """
-  _check_arguments(
-    decay_factor,
+  check.check_scalar('decay_factor', decay_factor)
+  check.check_scalar('threshold', threshold)
+  check.check_scalar('min_scale', min_scale)
+  check.check_decay_factor('decay_factor', decay_factor)
+  check.check_integer(
+    'patience',
     patience,
-    mode,
-    threshold,
-    threshold_mode,
-    cooldown,
-    min_scale,
-    accumulation_size,
-    nonfinite,
+    minimum=0,
+    maximum=check.INT32_MAX - 1,
+    why='a cut needs patience + 1 bad evaluations, counted in int32',
   )
+  _check_choice('mode', mode, ('min', 'max'))
+  check.check_non_negative('threshold', threshold)
+  _check_choice('threshold_mode', threshold_mode, ('rel', 'abs'))
+  check.check_count('cooldown', cooldown, minimum=0)
+  check.check_non_negative('min_scale', min_scale)
+  if not is_traced(min_scale) and min_scale > 1:
+    raise ValueError(f'min_scale must be <= 1, got {min_scale!r}.')
+  check.check_count('accumulation_size', accumulation_size, minimum=1)
+  _check_choice('nonfinite', nonfinite, _NONFINITE)
   decay_factor, threshold, min_scale = map(  # type: ignore[assignment]
     as_float, (decay_factor, threshold, min_scale)
   )
   sign = 1.0 if mode == 'min' else -1.0  # compare in 'min' form: lower is better
-
-  def init_fn(params: optax.Params) -> ReduceOnPlateauState:
-    del params
-    zero = jnp.zeros([], jnp.int32)
-    dtype = float_dtype()  # no parameters to follow: the dtype of step sizes
-    return ReduceOnPlateauState(
-      scale=jnp.ones([], dtype),
-      best_value=jnp.asarray(jnp.inf, dtype),
-      plateau_count=zero,
-      cooldown_count=zero,
-      count=zero,
-      accumulated_value=jnp.zeros([], dtype),
-      num_cuts=zero,
-      accumulated_finite=zero,
-      num_nonfinite=zero,
-    )
-
-  def improves(value: jax.Array, best: jax.Array) -> jax.Array:
-    tau = jnp.asarray(threshold, best.dtype)
-    margin = tau * jnp.abs(best) if threshold_mode == 'rel' else tau
-    # Before the first evaluation best is +inf and inf - inf is NaN: any finite value improves.
-    return jnp.where(jnp.isinf(best), value < best, value < best - margin)
-
-  def evaluate(state: ReduceOnPlateauState, value: jax.Array) -> ReduceOnPlateauState:
-    # A non-finite mean (only with nonfinite='bad') is never an improvement.
-    better = improves(value, state.best_value) & jnp.isfinite(value)
-    best = jnp.where(better, value, state.best_value)
-    bad = jnp.where(better, 0, state.plateau_count + 1)
-    in_cooldown = state.cooldown_count > 0
-    cooldown_left = jnp.where(in_cooldown, state.cooldown_count - 1, 0)
-    bad = jnp.where(in_cooldown, 0, bad)
-    cut = bad > patience
-    dtype = state.scale.dtype
-    divisor, floor = jnp.asarray(decay_factor, dtype), jnp.asarray(min_scale, dtype)
-    new_scale = jnp.maximum(state.scale / divisor, floor).astype(dtype)
-    return state._replace(
-      scale=jnp.where(cut, new_scale, state.scale),
-      best_value=best,
-      plateau_count=jnp.where(cut, 0, bad),
-      cooldown_count=jnp.where(cut, cooldown, cooldown_left).astype(jnp.int32),
-      num_cuts=state.num_cuts + (cut & (new_scale < state.scale)),
-    )
 
   def update_fn(updates, state, params=None, *, value: Any = None, **extra_args):
     del params, extra_args
@@ -260,7 +245,9 @@ def reduce_on_plateau(
     else:
       ready_to_evaluate = ready
       mean = total / count
-    evaluated = evaluate(state, mean)
+    evaluated = _evaluate(
+      state, mean, threshold, threshold_mode, patience, cooldown, decay_factor, min_scale
+    )
     state = jax.tree.map(lambda a, b: jnp.where(ready_to_evaluate, a, b), evaluated, state)
     state = state._replace(
       count=jnp.where(ready, 0, count),
@@ -276,4 +263,4 @@ def reduce_on_plateau(
     )
     return updates, state
 
-  return optax.GradientTransformationExtraArgs(init_fn, update_fn)
+  return optax.GradientTransformationExtraArgs(_init, update_fn)

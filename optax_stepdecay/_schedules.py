@@ -13,6 +13,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from optax_stepdecay import _validation as check
+from optax_stepdecay._counts import as_count
 from optax_stepdecay._counts import as_count_constant
 from optax_stepdecay._counts import constant_fits
 from optax_stepdecay._counts import count_dtype
@@ -21,7 +22,6 @@ from optax_stepdecay._counts import is_traced
 from optax_stepdecay._counts import max_count
 from optax_stepdecay._fractions import check_total_steps
 from optax_stepdecay._fractions import steps_of
-from optax_stepdecay._stage_schedule import MAX_TABLE_ROWS
 from optax_stepdecay._stage_schedule import StageSchedule
 from optax_stepdecay._stage_schedule import register
 
@@ -89,20 +89,14 @@ def _arithmetic_stage_index(
 
 def _arithmetic_change_points(
   begin: int, length: int, num_stages: int | None
-) -> Callable[[int], list[int]]:
-  """The cuts ``begin + k * length`` (1 <= k < num_stages) below ``limit``, counted first."""
+) -> Callable[[int], range]:
+  """The cuts ``begin + k * length`` (1 <= k < num_stages) below ``limit``, as a range."""
 
-  def change_points(limit: int) -> list[int]:
+  def change_points(limit: int) -> range:
     count = max((limit - 1 - begin) // length, 0)  # k * length < limit - begin
     if num_stages is not None:
       count = min(count, num_stages - 1)
-    if count > MAX_TABLE_ROWS:
-      raise ValueError(
-        f'stage_length={length} puts {count} stage boundaries before step {limit}: '
-        f'change points and stage tables are limited to {MAX_TABLE_ROWS} rows; pass a '
-        'smaller num_steps.'
-      )
-    return [begin + k * length for k in range(1, count + 1)]
+    return range(begin + length, begin + (count + 1) * length, length)
 
   return change_points
 
@@ -151,6 +145,15 @@ def _require_concrete(name: str, value: object, why: str) -> None:
       f'{name} must be a concrete value, not traced: {why} (under '
       f'optax.inject_hyperparams, list {name!r} in static_args).'
     )
+
+
+def _staged(name, config, stage_index, stage_value, change_points, num_stages) -> StageSchedule:
+  """A schedule whose value depends on the count only through its stage index."""
+
+  def value(count: jax.typing.ArrayLike) -> jax.Array:
+    return stage_value(stage_index(as_count(count)))
+
+  return StageSchedule(name, config, value, stage_index, change_points, num_stages)
 
 
 def _check_arithmetic_boundaries(stage_length, num_stages, transition_begin) -> None:
@@ -268,11 +271,11 @@ def _step_decay(
   transition_begin=0,
   end_value=None,
 ) -> StageSchedule:
-  def change_points(limit: int) -> list[int]:
+  def change_points(limit: int) -> range:
     _require_concrete('stage_length', stage_length, 'stage tables are computed on the host')
     return _arithmetic_change_points(int(transition_begin), int(stage_length), num_stages)(limit)
 
-  return StageSchedule(
+  return _staged(
     name,
     config,
     stage_index=_arithmetic_stage_index(transition_begin, stage_length, num_stages),
@@ -487,7 +490,7 @@ def multistep_decay_schedule(
   )
   if total_steps is not None:  # only then: earlier JSON keeps its form
     config['total_steps'] = total_steps
-  return StageSchedule(
+  return _staged(
     'multistep_decay_schedule',
     config,
     stage_index=_sorted_stage_index(points),
@@ -564,7 +567,7 @@ def stagewise_schedule(
       f'got {len(table)}: {values!r}.'
     )
   config = dict(boundaries=list(boundaries), values=values)
-  return StageSchedule(
+  return _staged(
     'stagewise_schedule',
     config,
     stage_index=_sorted_stage_index(points),
@@ -679,7 +682,7 @@ def geometric_stage_decay_schedule(
   if num_stages is not None and boundaries:
     last = boundaries[-1] if len(boundaries) == num_stages - 1 else 2**63  # beyond int64
     check.check_reachable('num_stages', num_stages, last)
-  return StageSchedule(
+  return _staged(
     'geometric_stage_decay_schedule',
     config,
     stage_index=_sorted_stage_index(boundaries),

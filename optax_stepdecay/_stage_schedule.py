@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import Callable
+from collections.abc import Sequence
 from typing import Any
 from typing import NamedTuple
 from typing import cast
@@ -65,6 +67,7 @@ def _jsonable(name: str, value: Any) -> Any:
   raise ValueError(f'{name}={value!r} cannot be serialised.')
 
 
+@dataclasses.dataclass(frozen=True, eq=False, repr=False)
 class StageSchedule:
   """A schedule built by this package.
 
@@ -84,33 +87,36 @@ class StageSchedule:
   stop at 2^31 - 1: boundaries above that are reached only by
   larger counts, such as Flax's uint32 ``nnx.Optimizer.step``
   (:func:`scale_by_tracked_learning_rate` refuses such schedules).
+
+  Factories build it, a frozen value, from these functions; one schedule can
+  wrap another (:func:`with_linear_warmup`).
+
+  Attributes:
+    name: the factory, which :func:`schedule_from_dict` calls.
+    config: the factory's arguments.
+    value_fn: the value of a count as given (NaN counts aside).
+    index_fn: the stage index of a count of :func:`count_dtype`.
+    points_fn: the stage starts in ``(0, limit)``, a list or range.
+    num_stages: number of stages, or None when there are infinitely many.
+    table_fn: the stage table for ``num_steps``, when it has ramps.
+    ramp_shape_fn: the shape of a ramp in the table; ``'linear'`` when None.
   """
 
-  def __init__(
-    self,
-    name: str,
-    config: dict[str, Any],
-    *,
-    stage_index: Callable[[jax.Array], jax.Array],
-    stage_value: Callable[[jax.Array], jax.Array],
-    change_points: Callable[[int], list[int]],
-    num_stages: int | None,
-  ):
-    self._name = name
-    self._config = config
-    self._stage_index = stage_index
-    self._stage_value = stage_value
-    self._change_points = change_points
-    self.num_stages = num_stages
-    """Number of stages, or None when there are infinitely many."""
+  name: str
+  config: dict[str, Any]
+  value_fn: Callable[[jax.typing.ArrayLike], jax.Array]
+  index_fn: Callable[[jax.Array], jax.Array]
+  points_fn: Callable[[int], Sequence[int]]
+  num_stages: int | None
+  table_fn: Callable[[int | None], list[Stage]] | None = None
+  ramp_shape_fn: Callable[[Stage], str] | None = None
 
   def __call__(self, count: jax.typing.ArrayLike) -> jax.Array:
-    value = self._stage_value(self._stage_index(as_count(count)))
-    return _nan_where_nan_count(count, value)
+    return _nan_where_nan_count(count, self.value_fn(count))
 
   def stage_index(self, count: jax.typing.ArrayLike) -> jax.Array:
     """The (0-based, exact integer) index of the stage that ``count`` is in."""
-    return self._stage_index(as_count(count))
+    return self.index_fn(as_count(count))
 
   def change_points(self, num_steps: int | None = None) -> list[int]:
     """The steps in ``(0, num_steps)`` at which a new stage begins.
@@ -129,7 +135,13 @@ class StageSchedule:
     if num_steps is None and self.num_stages is None:
       raise ValueError(f'{self!r} has infinitely many stages: pass num_steps to bound them.')
     limit = max_count() + 1 if num_steps is None else min(num_steps, max_count() + 1)
-    return self._change_points(limit)
+    points = self.points_fn(limit)
+    if len(points) > MAX_TABLE_ROWS:
+      raise ValueError(
+        f'{self!r} puts {len(points)} stage boundaries before step {limit}: change points '
+        f'and stage tables are limited to {MAX_TABLE_ROWS} rows; pass a smaller num_steps.'
+      )
+    return list(points)
 
   def stages(self, num_steps: int | None = None) -> list[Stage]:
     """The stage table: one :class:`Stage` per run of equal values.
@@ -142,6 +154,8 @@ class StageSchedule:
     Returns:
       The stages in order; adjacent stages have different values.
     """
+    if self.table_fn is not None:
+      return self.table_fn(num_steps)
     starts = [0, *self.change_points(num_steps)]
     if len(starts) > MAX_TABLE_ROWS:
       raise ValueError(
@@ -171,8 +185,8 @@ class StageSchedule:
 
   def to_dict(self) -> dict[str, Any]:
     """The factory name and arguments; :func:`schedule_from_dict` rebuilds it."""
-    args = {k: _jsonable(k, v) for k, v in self._config.items()}
-    return {'name': self._name, 'args': args}
+    args = {k: _jsonable(k, v) for k, v in self.config.items()}
+    return {'name': self.name, 'args': args}
 
   def to_json(self) -> str:
     """:meth:`to_dict` as a JSON string."""
@@ -212,12 +226,11 @@ class StageSchedule:
 
   def _ramp_shape(self, row: Stage) -> str:
     """The shape of a ramp of :meth:`stages` (``'linear'``; :func:`wsd_schedule` has others)."""
-    del row
-    return 'linear'
+    return 'linear' if self.ramp_shape_fn is None else self.ramp_shape_fn(row)
 
   def __repr__(self) -> str:
-    args = ', '.join(f'{k}={v!r}' for k, v in self._config.items())
-    return f'{self._name}({args})'
+    args = ', '.join(f'{k}={v!r}' for k, v in self.config.items())
+    return f'{self.name}({args})'
 
 
 def check_learning_rate(learning_rate: Any) -> None:

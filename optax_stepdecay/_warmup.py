@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import jax
@@ -18,80 +19,67 @@ from optax_stepdecay._counts import is_traced
 from optax_stepdecay._counts import max_count
 from optax_stepdecay._stage_schedule import Stage
 from optax_stepdecay._stage_schedule import StageSchedule
-from optax_stepdecay._stage_schedule import _nan_where_nan_count
 from optax_stepdecay._stage_schedule import reaches_every_stage
 from optax_stepdecay._stage_schedule import register
 
 
-class WarmupSchedule(StageSchedule):
-  """A linear ramp over ``warmup_steps``, then the wrapped schedule, shifted."""
+def _after_warmup(warmup_steps: int, t: jax.Array) -> tuple[jax.Array, jax.Array]:
+  """Whether the ramp is over, and the count the wrapped schedule sees."""
+  if not constant_fits(warmup_steps):
+    return jnp.zeros_like(t, dtype=bool), jnp.zeros_like(t)
+  warmup = as_count_constant(warmup_steps)
+  done = t >= warmup
+  return done, jnp.where(done, t - warmup, 0).astype(t.dtype)
 
-  def __init__(self, schedule: optax.Schedule, warmup_steps: int, init_value: Any):
-    config = dict(schedule=schedule, warmup_steps=warmup_steps, init_value=init_value)
-    super().__init__(
-      'with_linear_warmup',
-      config,
-      stage_index=self._index,
-      stage_value=lambda k: k,  # unused: __call__ is overridden
-      change_points=self._points,
-      num_stages=None,
-    )
-    self._schedule = schedule
-    self._warmup_steps = warmup_steps
-    self._init_value = init_value
-    if isinstance(schedule, StageSchedule) and schedule.num_stages is not None:
-      self.num_stages = schedule.num_stages + (1 if warmup_steps else 0)
 
-  def _after_warmup(self, t: jax.Array) -> tuple[jax.Array, jax.Array]:
-    """Whether the ramp is over, and the count the wrapped schedule sees."""
-    if not constant_fits(self._warmup_steps):
-      return jnp.zeros_like(t, dtype=bool), jnp.zeros_like(t)
-    warmup = as_count_constant(self._warmup_steps)
-    done = t >= warmup
-    return done, jnp.where(done, t - warmup, 0).astype(t.dtype)
+def _value(
+  schedule: optax.Schedule, warmup: int, init_value: Any, count: jax.typing.ArrayLike
+) -> jax.Array:
+  t = as_count(count)
+  done, shifted = _after_warmup(warmup, t)
+  if isinstance(count, jax.Array) and jnp.issubdtype(count.dtype, jnp.integer):
+    shifted = shifted.astype(count.dtype)  # a foreign schedule sees its own dtype
+  after = jnp.asarray(schedule(shifted), dtype=float_dtype())
+  if not warmup:
+    return after
+  start = jnp.asarray(init_value, dtype=float_dtype())
+  target = jnp.asarray(schedule(0), dtype=float_dtype())
+  fraction = t.astype(float_dtype()) / warmup
+  return jnp.where(done, after, start + (target - start) * fraction)
 
-  def __call__(self, count: jax.typing.ArrayLike) -> jax.Array:
-    t = as_count(count)
-    done, shifted = self._after_warmup(t)
-    if isinstance(count, jax.Array) and jnp.issubdtype(count.dtype, jnp.integer):
-      shifted = shifted.astype(count.dtype)  # a foreign schedule sees its own dtype
-    after = jnp.asarray(self._schedule(shifted), dtype=float_dtype())
-    if not self._warmup_steps:
-      return _nan_where_nan_count(count, after)
-    start = jnp.asarray(self._init_value, dtype=float_dtype())
-    target = jnp.asarray(self._schedule(0), dtype=float_dtype())
-    fraction = t.astype(float_dtype()) / self._warmup_steps
-    ramp = start + (target - start) * fraction
-    return _nan_where_nan_count(count, jnp.where(done, after, ramp))
 
-  def _index(self, t: jax.Array) -> jax.Array:
-    done, shifted = self._after_warmup(t)
-    inner = self._wrapped().stage_index(shifted)
-    return jnp.where(done, inner + (1 if self._warmup_steps else 0), 0).astype(t.dtype)
+def _index(schedule: optax.Schedule, warmup: int, t: jax.Array) -> jax.Array:
+  done, shifted = _after_warmup(warmup, t)
+  inner = _wrapped(schedule).stage_index(shifted)
+  return jnp.where(done, inner + (1 if warmup else 0), 0).astype(t.dtype)
 
-  def _points(self, limit: int) -> list[int]:
-    warmup = self._warmup_steps
-    inner = self._wrapped().change_points(max(limit - warmup, 0))
-    head = [warmup] if 0 < warmup < limit else []
-    return head + [warmup + p for p in inner if warmup + p < limit]
 
-  def stages(self, num_steps: int | None = None) -> list[Stage]:
-    warmup = self._warmup_steps
-    inner_steps = None if num_steps is None else max(num_steps - warmup, 0)
-    inner_rows = [
-      row._replace(start=row.start + warmup, end=None if row.end is None else row.end + warmup)
-      for row in self._wrapped().stages(inner_steps)
-    ]
-    if not warmup:
-      return inner_rows
-    ramp_end = warmup if num_steps is None else min(warmup, num_steps)
-    ramp = Stage(0, ramp_end, float(self(0)), float(self(ramp_end)))
-    return [ramp] + (inner_rows if ramp_end == warmup else [])
+def _points(schedule: optax.Schedule, warmup: int, limit: int) -> list[int]:
+  inner = _wrapped(schedule).change_points(max(limit - warmup, 0))
+  head = [warmup] if 0 < warmup < limit else []
+  return head + [warmup + p for p in inner]
 
-  def _wrapped(self) -> StageSchedule:
-    if not isinstance(self._schedule, StageSchedule):
-      raise ValueError(f'{self._schedule!r} is not a schedule of this package: it has no stages.')
-    return self._schedule
+
+def _table(
+  schedule: optax.Schedule, warmup: int, init_value: Any, num_steps: int | None
+) -> list[Stage]:
+  """The ramp, then the wrapped schedule's stages, shifted."""
+  inner_steps = None if num_steps is None else max(num_steps - warmup, 0)
+  inner_rows = [
+    row._replace(start=row.start + warmup, end=None if row.end is None else row.end + warmup)
+    for row in _wrapped(schedule).stages(inner_steps)
+  ]
+  if not warmup:
+    return inner_rows
+  ramp_end = warmup if num_steps is None else min(warmup, num_steps)
+  ends = [float(_value(schedule, warmup, init_value, t)) for t in (0, ramp_end)]
+  return [Stage(0, ramp_end, *ends)] + (inner_rows if ramp_end == warmup else [])
+
+
+def _wrapped(schedule: optax.Schedule) -> StageSchedule:
+  if not isinstance(schedule, StageSchedule):
+    raise ValueError(f'{schedule!r} is not a schedule of this package: it has no stages.')
+  return schedule
 
 
 @register
@@ -149,4 +137,14 @@ def with_linear_warmup(
       f'beyond the largest count schedules evaluate, {max_count()} ({count_dtype()}), '
       'so they are never reached.'
     )
-  return WarmupSchedule(schedule, int(warmup_steps), init_value)
+  warmup_steps = int(warmup_steps)
+  num_stages = schedule.num_stages if isinstance(schedule, StageSchedule) else None
+  return StageSchedule(
+    'with_linear_warmup',
+    dict(schedule=schedule, warmup_steps=warmup_steps, init_value=init_value),
+    value_fn=functools.partial(_value, schedule, warmup_steps, init_value),
+    index_fn=functools.partial(_index, schedule, warmup_steps),
+    points_fn=functools.partial(_points, schedule, warmup_steps),
+    num_stages=None if num_stages is None else num_stages + (1 if warmup_steps else 0),
+    table_fn=functools.partial(_table, schedule, warmup_steps, init_value),
+  )

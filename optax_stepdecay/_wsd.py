@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable
 from typing import Any
 
 import jax
@@ -18,7 +20,6 @@ from optax_stepdecay._fractions import steps_of
 from optax_stepdecay._schedules import _tabulated
 from optax_stepdecay._stage_schedule import Stage
 from optax_stepdecay._stage_schedule import StageSchedule
-from optax_stepdecay._stage_schedule import _nan_where_nan_count
 from optax_stepdecay._stage_schedule import register
 
 DECAY_SHAPES = ('linear', 'cosine', '1-sqrt', 'step')
@@ -124,102 +125,88 @@ def decayed(
   return end + (high - end) * factor
 
 
-class WSDSchedule(StageSchedule):
-  """Warmup, stable and decay phases; see :func:`wsd_schedule`."""
+_Lengths = tuple[Any, Any, Any]
+"""The warmup, stable and decay lengths W, S, D (S and D None: the stable phase never ends)."""
 
-  def __init__(self, config: dict[str, Any], lengths: tuple[Any, Any, Any], codes: tuple[int, int]):
-    super().__init__(
-      'wsd_schedule',
-      config,
-      stage_index=lambda t: self._phases(t)[0],
-      stage_value=lambda k: k,  # unused: __call__ is overridden
-      change_points=lambda limit: [row.start for row in self._rows(limit)[1:]],
-      num_stages=2 if lengths[1] is None else 4,
-    )
-    self._lengths = lengths
-    self._codes = codes
 
-  def _phases(self, t: jax.Array) -> tuple[jax.Array, jax.Array]:
-    """The phase of each count (0 warmup, 1 stable, 2 decay, 3 after), and the decay's offset."""
-    warmup, stable, decay = self._lengths
-    w = as_count_constant(warmup)
-    after_warmup = jnp.where(t < w, 0, t - w).astype(t.dtype)
-    if stable is None:
-      return jnp.where(t < w, 0, 1).astype(t.dtype), jnp.zeros_like(t)
-    s, d = as_count_constant(stable), as_count_constant(decay)
-    offset = jnp.where(after_warmup < s, 0, after_warmup - s).astype(t.dtype)
-    phase = jnp.where(t < w, 0, jnp.where(after_warmup < s, 1, jnp.where(offset < d, 2, 3)))
-    return phase.astype(t.dtype), offset
+def _phases(lengths: _Lengths, t: jax.Array) -> tuple[jax.Array, jax.Array]:
+  """The phase of each count (0 warmup, 1 stable, 2 decay, 3 after), and the decay's offset."""
+  warmup, stable, decay = lengths
+  w = as_count_constant(warmup)
+  after_warmup = jnp.where(t < w, 0, t - w).astype(t.dtype)
+  if stable is None:
+    return jnp.where(t < w, 0, 1).astype(t.dtype), jnp.zeros_like(t)
+  s, d = as_count_constant(stable), as_count_constant(decay)
+  offset = jnp.where(after_warmup < s, 0, after_warmup - s).astype(t.dtype)
+  phase = jnp.where(t < w, 0, jnp.where(after_warmup < s, 1, jnp.where(offset < d, 2, 3)))
+  return phase.astype(t.dtype), offset
 
-  def __call__(self, count: jax.typing.ArrayLike) -> jax.Array:
-    c = self._config
-    t = as_count(count)
-    phase, offset = self._phases(t)
-    warmup = as_count_constant(self._lengths[0])
-    decay = None if self._lengths[2] is None else as_count_constant(self._lengths[2])
-    peak = jnp.asarray(c['peak_value'], float_dtype())
-    start = jnp.asarray(c['init_value'], float_dtype())
-    w_code, d_code = self._codes
-    warm = start + (peak - start) * warmup_curve(w_code, jnp.minimum(t, warmup), warmup)
-    # The decay starts from this runtime value, as scale_by_cooldown's does from its
-    # schedule's: XLA then computes both the same way, bit for bit.
-    value = jnp.where(phase == 0, warm, peak)
-    if decay is not None:
-      ends = c['end_value'], c['end_ratio'], c['decay_factor']
-      end = end_of(peak, *ends)
-      if c['decay_factor'] is not None:  # computed as multistep_decay_schedule computes a cut
-        cut = (phase >= 2).astype(t.dtype)
-        end = _tabulated(c['peak_value'], c['decay_factor'], 2)(cut)
-      cooled = end
-      if DECAY_SHAPES[d_code] != 'step':
-        cooled = decayed(value, decay_curve(d_code, jnp.minimum(offset, decay), decay), *ends)
-      value = jnp.where(phase == 2, cooled, jnp.where(phase == 3, end, value))
-    return _nan_where_nan_count(count, value)
 
-  def _rows(self, limit: int | None) -> list[Stage]:
-    """The stage table up to ``limit`` (exclusive; None: all)."""
-    names = ('peak_value', 'init_value', 'end_value', 'end_ratio', 'decay_factor')
-    values = [(n, self._config[n]) for n in names] + list(zip(_LENGTHS, self._lengths, strict=True))
-    for name, value in values:
-      if value is not None and (is_traced(value) or np.ndim(value) != 0):
-        raise ValueError(f'{name}={value!r}: stage tables need concrete scalar hyperparameters.')
-    warmup = int(self._lengths[0])
-    shapes = self._config['warmup_shape'], self._config['decay_shape']
-    # (start, end, ramp shape or None); ends None run forever.
-    spans: list[tuple[int, int | None, str | None]] = [(0, warmup, shapes[0])]
-    if self._lengths[1] is None:
-      spans.append((warmup, None, None))
+def _value(
+  c: dict[str, Any], lengths: _Lengths, codes: tuple[int, int], count: jax.typing.ArrayLike
+) -> jax.Array:
+  t = as_count(count)
+  phase, offset = _phases(lengths, t)
+  warmup = as_count_constant(lengths[0])
+  decay = None if lengths[2] is None else as_count_constant(lengths[2])
+  peak = jnp.asarray(c['peak_value'], float_dtype())
+  start = jnp.asarray(c['init_value'], float_dtype())
+  w_code, d_code = codes
+  warm = start + (peak - start) * warmup_curve(w_code, jnp.minimum(t, warmup), warmup)
+  # The decay starts from this runtime value, as scale_by_cooldown's does from its
+  # schedule's: XLA then computes both the same way, bit for bit.
+  value = jnp.where(phase == 0, warm, peak)
+  if decay is not None:
+    ends = c['end_value'], c['end_ratio'], c['decay_factor']
+    end = end_of(peak, *ends)
+    if c['decay_factor'] is not None:  # computed as multistep_decay_schedule computes a cut
+      cut = (phase >= 2).astype(t.dtype)
+      end = _tabulated(c['peak_value'], c['decay_factor'], 2)(cut)
+    cooled = end
+    if DECAY_SHAPES[d_code] != 'step':
+      cooled = decayed(value, decay_curve(d_code, jnp.minimum(offset, decay), decay), *ends)
+    value = jnp.where(phase == 2, cooled, jnp.where(phase == 3, end, value))
+  return value
+
+
+def _rows(
+  value: Callable[[int], jax.Array], config: dict[str, Any], lengths: _Lengths, limit: int | None
+) -> list[Stage]:
+  """The stage table up to ``limit`` (exclusive; None: all): ramps with their shapes."""
+  names = ('peak_value', 'init_value', 'end_value', 'end_ratio', 'decay_factor')
+  values = [(n, config[n]) for n in names] + list(zip(_LENGTHS, lengths, strict=True))
+  for name, v in values:
+    if v is not None and (is_traced(v) or np.ndim(v) != 0):
+      raise ValueError(f'{name}={v!r}: stage tables need concrete scalar hyperparameters.')
+  warmup = int(lengths[0])
+  shapes = config['warmup_shape'], config['decay_shape']
+  # (start, end, ramp shape or None); ends None run forever.
+  spans: list[tuple[int, int | None, str | None]] = [(0, warmup, shapes[0])]
+  if lengths[1] is None:
+    spans.append((warmup, None, None))
+  else:
+    cut = warmup + int(lengths[1])
+    spans.append((warmup, cut, None))
+    if shapes[1] == 'step':
+      spans.append((cut, None, None))
     else:
-      cut = warmup + int(self._lengths[1])
-      spans.append((warmup, cut, None))
-      if shapes[1] == 'step':
-        spans.append((cut, None, None))
-      else:
-        cooled = cut + int(self._lengths[2])
-        spans += [(cut, cooled, shapes[1]), (cooled, None, None)]
-    rows: list[Stage] = []
-    for begin, stop, shape in spans:
-      end = stop if limit is None else limit if stop is None else min(stop, limit)
-      if begin == end or (limit is not None and begin >= limit):
+      cooled = cut + int(lengths[2])
+      spans += [(cut, cooled, shapes[1]), (cooled, None, None)]
+  rows: list[Stage] = []
+  for begin, stop, shape in spans:
+    end = stop if limit is None else limit if stop is None else min(stop, limit)
+    if begin == end or (limit is not None and begin >= limit):
+      continue
+    first = float(value(begin))
+    if shape is None:
+      if rows and rows[-1].ramp_to is None and rows[-1].value == first:
+        rows[-1] = rows[-1]._replace(end=end)
         continue
-      value = float(self(begin))
-      if shape is None:
-        if rows and rows[-1].ramp_to is None and rows[-1].value == value:
-          rows[-1] = rows[-1]._replace(end=end)
-          continue
-        rows.append(Stage(begin, end, value))
-      else:
-        assert end is not None
-        rows.append(Stage(begin, end, value, float(self(end))))
-    return rows
-
-  def _ramp_shape(self, row: Stage) -> str:
-    warmup = row.start < int(self._lengths[0])
-    return self._config['warmup_shape' if warmup else 'decay_shape']
-
-  def stages(self, num_steps: int | None = None) -> list[Stage]:
-    """The stage table: the warmup and decay ramps (with their shapes) and constant stages."""
-    return self._rows(num_steps)
+      rows.append(Stage(begin, end, first))
+    else:
+      assert end is not None
+      rows.append(Stage(begin, end, first, float(value(end))))
+  return rows
 
 
 def _length(name: str, steps: Any, fraction: Any, total: int | None) -> Any:
@@ -420,7 +407,19 @@ def wsd_schedule(
     end_ratio=end_ratio,
     decay_factor=decay_factor,
   )
-  return WSDSchedule(config, (warmup, stable, decay), codes)
+  lengths = (warmup, stable, decay)
+  value = functools.partial(_value, config, lengths, codes)
+  rows = functools.partial(_rows, value, config, lengths)
+  return StageSchedule(
+    'wsd_schedule',
+    config,
+    value_fn=value,
+    index_fn=lambda t: _phases(lengths, t)[0],
+    points_fn=lambda limit: [row.start for row in rows(limit)[1:]],
+    num_stages=2 if stable is None else 4,
+    table_fn=rows,
+    ramp_shape_fn=lambda row: warmup_shape if row.start < int(warmup) else decay_shape,
+  )
 
 
 def _check_reachable(warmup: Any, stable: Any, decay: Any) -> None:

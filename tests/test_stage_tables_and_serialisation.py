@@ -1,8 +1,11 @@
 """Stage tables, plots and dict / JSON round trips of every schedule."""
 
+import dataclasses
 import itertools
 import json
+import re
 
+import chex
 import jax.numpy as jnp
 import matplotlib
 import numpy as np
@@ -10,6 +13,7 @@ import optax
 import pytest
 
 import optax_stepdecay as osd
+from optax_stepdecay import _stage_schedule
 
 matplotlib.use('Agg')
 
@@ -32,7 +36,7 @@ def test_json_round_trip_rebuilds_the_same_schedule(name):
   assert rebuilt.to_dict() == schedule.to_dict()
   assert json.loads(schedule.to_json()) == schedule.to_dict()
   counts = jnp.arange(0, 70_000, 7)
-  np.testing.assert_array_equal(rebuilt(counts), schedule(counts))
+  chex.assert_trees_all_equal(rebuilt(counts), schedule(counts))
 
 
 @pytest.mark.parametrize('name', sorted(SCHEDULES))
@@ -94,7 +98,7 @@ def test_plot_draws_stairs_on_a_log_axis():
   ax = SCHEDULES['fixed_horizon'].plot(60_000, label='step decay')
   (line,) = ax.get_lines()
   assert ax.get_yscale() == 'log'
-  assert line.get_xdata()[:3].tolist() == [0, 10_000, 10_000]
+  chex.assert_trees_all_equal(line.get_xdata()[:3], np.asarray([0, 10_000, 10_000]))
   assert line.get_label() == 'step decay'
 
 
@@ -108,9 +112,42 @@ def test_change_points_beyond_the_limit_raise_instead_of_being_cut_short():
     schedule.change_points(1_000_007)
   with pytest.raises(ValueError, match='limited to 1000000 rows'):
     osd.with_linear_warmup(schedule, 3).change_points(2_000_000)
+  # The ramp's end makes one more: 1,000,000 points of the wrapped schedule, plus step 3.
+  with pytest.raises(ValueError, match=r'^with_linear_warmup\(.* puts 1000001 stage boundaries'):
+    osd.with_linear_warmup(schedule, 3).change_points(1_000_009)
   # A bounded number of stages lists them all, however far the horizon.
   finite = osd.step_decay_schedule(1.0, 2.0, 1, num_stages=3)
   assert finite.change_points() == [1, 2]
   assert finite.change_points(2**32) == [1, 2]
   assert osd.step_decay_schedule(1.0, 2.0, 10).change_points(10) == []
   assert osd.step_decay_schedule(1.0, 2.0, 10).change_points(11) == [10]
+
+
+FACTORY_RESULTS = {
+  **SCHEDULES,
+  'wsd': osd.wsd_schedule(1.0, warmup_steps=2, stable_steps=3, decay_steps=4),
+  'warmup_wsd': osd.with_linear_warmup(osd.wsd_schedule(1.0, warmup_steps=2), 5),
+  'warmup_foreign': osd.with_linear_warmup(optax.cosine_decay_schedule(1.0, 20), 5),
+}
+
+
+@pytest.mark.parametrize('name', sorted(FACTORY_RESULTS))
+def test_every_factory_returns_a_frozen_schedule_value(name):
+  schedule = FACTORY_RESULTS[name]
+  assert isinstance(schedule, osd.StageSchedule)
+  with pytest.raises(dataclasses.FrozenInstanceError):
+    schedule.num_stages = 7  # type: ignore[misc]
+  assert hash(schedule) == object.__hash__(schedule)  # identity, as a dict field needs
+  assert repr(schedule).startswith(f'{schedule.name}(')
+  twin = dataclasses.replace(schedule)
+  assert twin != schedule and repr(twin) == repr(schedule)
+
+
+@pytest.mark.parametrize('name', sorted(set(FACTORY_RESULTS) - {'warmup_foreign'}))
+def test_change_points_beyond_the_limit_raise_for_every_factory(name, monkeypatch):
+  schedule = FACTORY_RESULTS[name]
+  points = schedule.change_points(10**6)
+  monkeypatch.setattr(_stage_schedule, 'MAX_TABLE_ROWS', len(points) - 1)
+  message = f'{schedule!r} puts {len(points)} stage boundaries before step 1000000: '
+  with pytest.raises(ValueError, match=re.escape(message + 'change points and stage tables')):
+    schedule.change_points(10**6)
