@@ -1,4 +1,12 @@
-"""Shared test settings."""
+"""Shared test settings.
+
+Test conventions: arrays and trees (params, updates, states, schedule values over counts) are
+compared with chex.assert_trees_all_close / assert_trees_all_equal, rtol and atol written out
+(numpy.testing's default was rtol=1e-7); lists meeting an array are wrapped in np.asarray, as
+chex compares tree structures. Scalar facts (an int, a bool, an exact float) are plain asserts,
+errors pytest.raises(..., match=...). Cases use pytest.mark.parametrize, except absl's
+parameterized in chex.TestCase classes with @chex.variants.
+"""
 
 import contextlib
 

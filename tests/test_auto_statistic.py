@@ -6,6 +6,7 @@ drawn directly: a stationary AR(1) sequence must pass, a drifting one must
 fail, at the documented confidence.
 """
 
+import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -80,7 +81,7 @@ def test_terms_add_up_to_the_test():
   for history in history_of(s):
     terms = _auto.stationarity_terms(jnp.asarray(history), jnp.int32(BATCHES), 0.95, TOLERANCE)
     assert int(terms.window) == BATCHES - BATCHES // 4
-    np.testing.assert_allclose(terms.bound, window_bound(), rtol=1e-6)
+    chex.assert_trees_all_close(terms.bound, window_bound(), rtol=1e-6)
     expected = abs(float(terms.change)) + float(terms.half_width) < float(terms.bound)
     passed = _auto.stationarity_test(jnp.asarray(history), jnp.int32(BATCHES), 0.95, TOLERANCE)
     assert bool(passed) == expected

@@ -4,6 +4,7 @@ import json
 from decimal import Decimal
 from fractions import Fraction
 
+import chex
 import jax.numpy as jnp
 import numpy as np
 import pytest
@@ -16,7 +17,9 @@ import optax_stepdecay as osd
 def test_cut_at_half_and_three_quarters_of_the_budget():
   schedule = osd.multistep_decay_schedule(1.0, [0.5, 0.75], 10.0, total_steps=1001)
   assert schedule.change_points() == [500, 750]  # floor(500.5), floor(750.75)
-  np.testing.assert_allclose(schedule(jnp.array([499, 500, 749, 750])), [1.0, 0.1, 0.1, 0.01])
+  chex.assert_trees_all_close(
+    schedule(jnp.array([499, 500, 749, 750])), np.asarray([1.0, 0.1, 0.1, 0.01]), rtol=1e-7
+  )
 
 
 def test_fractions_are_read_as_the_decimal_typed_not_the_binary_float():
@@ -39,7 +42,9 @@ def test_property_decimal_fraction_gives_the_exact_floor(numerator, total):
 
 def test_zero_and_one_are_the_ends_of_the_budget():
   schedule = osd.multistep_decay_schedule(1.0, [0, 1], 2.0, total_steps=7)
-  np.testing.assert_allclose(schedule(jnp.array([0, 6, 7])), [0.5, 0.5, 0.25])
+  chex.assert_trees_all_close(
+    schedule(jnp.array([0, 6, 7])), np.asarray([0.5, 0.5, 0.25]), rtol=1e-7
+  )
 
 
 def test_json_keeps_the_fractions_and_step_milestones_keep_their_old_form():

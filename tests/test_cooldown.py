@@ -111,7 +111,7 @@ def test_cooldown_values_count_by_count():
       state = osd.start_cooldown(state, 4, 'linear')
     _, state = tx.update(jnp.ones(1), state)
     rates.append(float(state.learning_rate))
-  np.testing.assert_allclose(rates, [1.0, 1.0, 1.0, 0.8, 0.6, 0.4, 0.2, 0.2], rtol=1e-6)
+  chex.assert_trees_all_close(rates, [1.0, 1.0, 1.0, 0.8, 0.6, 0.4, 0.2, 0.2], rtol=1e-6)
 
 
 def test_start_twice_keeps_the_first_cooldown():
@@ -274,7 +274,7 @@ def test_auto_step_decay_stationarity_test_starts_the_cooldown():
   assert 200 <= start < 1200  # the test fired, and the cooldown began with the next update
   assert int(state[1].stage) >= 1
   rates = np.asarray(rates)
-  np.testing.assert_array_equal(rates[:start], np.float32(0.1))
+  chex.assert_trees_all_equal(rates[:start], np.float32(0.1))
   assert rates[start] == np.float32(0.1) > rates[start + 1] and rates[start + 300] == 0.0
   fixed = optax.chain(
     osd.scale_by_tracked_learning_rate(
@@ -290,7 +290,7 @@ def test_auto_step_decay_stationarity_test_starts_the_cooldown():
     return (x + updates, state), osd.current_learning_rate(state)
 
   (_, _), fixed_rates = jax.jit(lambda: jax.lax.scan(fixed_body, (x, fixed.init(x)), noise))()
-  np.testing.assert_array_equal(rates, fixed_rates)
+  chex.assert_trees_all_equal(rates, fixed_rates)
 
 
 @pytest.mark.parametrize(

@@ -4,6 +4,7 @@ import gzip
 import pickle
 import struct
 
+import chex
 import numpy as np
 import pytest
 
@@ -29,8 +30,8 @@ def test_mnist_idx_files(tmp_path, compress):
     write_idx(tmp_path / (name + ('.gz' if compress else '')), arrays[key], compress)
   dataset = data.load_dataset('mnist', tmp_path)
   assert dataset.x_train.shape == (5, 28, 28, 1) and dataset.x_test.shape == (3, 28, 28, 1)
-  np.testing.assert_allclose(dataset.x_train[..., 0], arrays['train_images'] / 255.0, rtol=1e-6)
-  np.testing.assert_array_equal(dataset.y_test, arrays['test_labels'])
+  chex.assert_trees_all_close(dataset.x_train[..., 0], arrays['train_images'] / 255.0, rtol=1e-6)
+  chex.assert_trees_all_equal(dataset.y_test, arrays['test_labels'])
 
 
 def test_idx_with_wrong_size_is_rejected(tmp_path):
@@ -65,10 +66,10 @@ def test_cifar_python_pickles(tmp_path, name, classes):
   assert dataset.x_train.shape == (2 * len(train), 32, 32, 3)
   assert dataset.num_classes == classes
   first_images, first_labels = written[train[0]]
-  np.testing.assert_array_equal(dataset.y_train[:2], first_labels)
+  chex.assert_trees_all_equal(dataset.y_train[:2], first_labels)
   # Normalised per channel, so the pixel order survives as the order of values.
   normalised = dataset.x_train[:2]
-  np.testing.assert_array_equal(
+  chex.assert_trees_all_equal(
     np.argsort(normalised[..., 0].ravel(), kind='stable'),
     np.argsort(first_images[..., 0].ravel(), kind='stable'),
   )
@@ -92,7 +93,7 @@ def test_digits_is_bundled_and_split():
 
 def test_epoch_batches_are_a_deterministic_permutation():
   a = data.epoch_batches(100, 32, seed=3, epoch=2)
-  np.testing.assert_array_equal(a, data.epoch_batches(100, 32, seed=3, epoch=2))
+  chex.assert_trees_all_equal(a, data.epoch_batches(100, 32, seed=3, epoch=2))
   assert a.shape == (3, 32) and len(np.unique(a)) == 96
   assert not np.array_equal(a, data.epoch_batches(100, 32, seed=3, epoch=3))
 

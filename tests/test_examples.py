@@ -156,8 +156,8 @@ def test_mnist1d_shapes_and_determinism():
   assert first.x_train.shape == (4000, 40, 1) and first.x_test.shape == (1000, 40, 1)
   assert first.x_train.dtype == np.float32 and first.y_train.dtype == np.int32
   assert set(np.unique(first.y_train)) == set(range(10))
-  np.testing.assert_array_equal(first.x_train, second.x_train)
-  np.testing.assert_allclose(first.x_train.mean(), 0.0, atol=1e-5)
+  chex.assert_trees_all_equal(first.x_train, second.x_train)
+  chex.assert_trees_all_close(first.x_train.mean(), 0.0, rtol=1e-7, atol=1e-5)
 
 
 def test_validation_split_holds_out_training_examples_only():
@@ -168,7 +168,7 @@ def test_validation_split_holds_out_training_examples_only():
   rows = {row.tobytes() for row in dataset.x_train}
   assert all(row.tobytes() in rows for row in split.x_test)
   again = dataset.validation_split(**compare.VALIDATION)
-  np.testing.assert_array_equal(split.x_test, again.x_test)
+  chex.assert_trees_all_equal(split.x_test, again.x_test)
 
 
 @pytest.mark.parametrize('schedule', ['step_decay', 'plateau', 'auto'])
@@ -182,10 +182,13 @@ def test_a_vmapped_member_reproduces_the_single_run(schedule, tiny_mnist1d):
     [sweep.Member(0.05, config.knob, 3), sweep.Member(config.lr, config.knob, 0)],
     tiny_mnist1d,
   )
-  np.testing.assert_allclose(many.learning_rates[1], single.learning_rates, rtol=1e-6)
+  chex.assert_trees_all_close(many.learning_rates[1], single.learning_rates, rtol=1e-6)
   for key in ('train_loss', 'test_loss', 'test_accuracy'):
-    np.testing.assert_allclose(
-      getattr(many, key)[1], [row[key] for row in single.history], rtol=2e-4, atol=1e-5
+    chex.assert_trees_all_close(
+      getattr(many, key)[1],
+      np.asarray([row[key] for row in single.history]),
+      rtol=2e-4,
+      atol=1e-5,
     )
 
 
@@ -223,7 +226,7 @@ def test_compare_writes_table_csv_and_plots(tmp_path, capsys):
 def test_paired_interval_is_the_t_interval_of_the_differences():
   mean, low, high = compare.paired_interval(np.array([1.0, 2.0, 3.0]), np.array([0.0, 0.0, 0.0]))
   assert mean == 2.0
-  np.testing.assert_allclose(
+  chex.assert_trees_all_close(
     [low, high], [2 - 4.302653 / np.sqrt(3), 2 + 4.302653 / np.sqrt(3)], rtol=1e-6
   )
 
@@ -240,8 +243,8 @@ def test_resume_says_so_and_continues_bit_identically(tmp_path, digits, capsys):
   resumed = train.train_and_evaluate(config, dataclasses.replace(options, progress=True), digits)
   assert f'resuming from step 50 of 84 in {tmp_path / "ckpt"}' in capsys.readouterr().out
   assert resumed.finished
-  np.testing.assert_array_equal(resumed.learning_rates, full.learning_rates)
-  np.testing.assert_array_equal(train.flat_params(resumed.model), train.flat_params(full.model))
+  chex.assert_trees_all_equal(resumed.learning_rates, full.learning_rates)
+  chex.assert_trees_all_equal(train.flat_params(resumed.model), train.flat_params(full.model))
   assert [r['epoch'] for r in resumed.history] == [1, 2]
 
 
@@ -285,7 +288,7 @@ def test_resume_falls_back_past_a_damaged_newest_checkpoint(tmp_path, digits, da
   assert 'checkpoint 50' in out and 'cannot be restored' in out
   assert 'resuming from step 40 of 84' in out, out
   full = train.train_and_evaluate(config, QUIET, digits)
-  np.testing.assert_array_equal(resumed.learning_rates, full.learning_rates)
+  chex.assert_trees_all_equal(resumed.learning_rates, full.learning_rates)
 
 
 SHARDED_RUN = """
@@ -319,7 +322,7 @@ def test_eight_devices_match_one():
     train.resolve(configs.Config(dataset='digits', epochs=2, lr=0.3, batch_size=32)), QUIET
   )
   assert jax.device_count() == 1
-  np.testing.assert_allclose(sharded, train.flat_params(single.model), rtol=1e-4, atol=1e-5)
+  chex.assert_trees_all_close(sharded, train.flat_params(single.model), rtol=1e-4, atol=1e-5)
 
 
 def test_batch_must_split_across_devices(monkeypatch):
@@ -428,7 +431,7 @@ def test_branch_demo_counts_its_compute_and_writes_its_report(tmp_path, tiny_mni
 def test_batch_stream_continues_the_epochs_of_a_single_run():
   stream = data.batch_stream(100, 32, seed=3, steps=7)
   expected = np.concatenate([data.epoch_batches(100, 32, 3, e) for e in range(3)])[:7]
-  np.testing.assert_array_equal(stream, expected)
+  chex.assert_trees_all_equal(stream, expected)
 
 
 def test_docs_show_the_committed_branch_results():

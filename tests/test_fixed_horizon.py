@@ -2,6 +2,7 @@
 
 from fractions import Fraction
 
+import chex
 import jax.numpy as jnp
 import numpy as np
 import pytest
@@ -55,7 +56,7 @@ def test_stages_of_the_prescription():
   assert schedule.num_stages == 6
   assert schedule.change_points() == [10_000, 20_000, 30_000, 40_000, 50_000]
   rows = schedule.stages(60_000)
-  np.testing.assert_allclose([r.value for r in rows], [0.5 / 6**k for k in range(6)], rtol=1e-6)
+  chex.assert_trees_all_close([r.value for r in rows], [0.5 / 6**k for k in range(6)], rtol=1e-6)
   assert rows[-1] == (50_000, 60_000, rows[-1].value, None)
 
 
@@ -63,7 +64,7 @@ def test_last_stage_runs_to_the_end_and_beyond():
   schedule = osd.fixed_horizon_step_decay_schedule(1.0, 1000, 10.0)  # S = 333, N = 3
   assert schedule.change_points() == [333, 666]
   values = schedule(jnp.array([332, 333, 665, 666, 999, 1000, 10**6]))
-  np.testing.assert_allclose(values, [1, 0.1, 0.1, 0.01, 0.01, 0.01, 0.01], rtol=1e-6)
+  chex.assert_trees_all_close(values, np.asarray([1, 0.1, 0.1, 0.01, 0.01, 0.01, 0.01]), rtol=1e-6)
 
 
 def test_explicit_num_stages_overrides_and_half_log_variant():

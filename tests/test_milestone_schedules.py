@@ -52,7 +52,7 @@ class MultistepTest(chex.TestCase):
     schedule = osd.multistep_decay_schedule(1.0, milestones, 1.0001)
     counts = jnp.array([0, 6, 7, 34_999, 69_999], dtype=jnp.int32)
     stages = jax.jit(schedule.stage_index)(counts)
-    np.testing.assert_array_equal(stages, [0, 0, 1, 4999, 9999])
+    chex.assert_trees_all_equal(stages, np.asarray([0, 0, 1, 4999, 9999]))
 
   @given(
     milestones=st.lists(st.integers(0, 10**6), max_size=40, unique=True).map(sorted),
@@ -119,7 +119,7 @@ class GeometricTest(chex.TestCase):
     schedule = osd.geometric_stage_decay_schedule(1.0, 1, 1.0, stage_growth=2.0)
     # starts are 2**k - 1; the 31st boundary is 2**31 - 1, the 32nd 2**32 - 1.
     counts = jnp.array([2**31 - 2, 2**31 - 1, 2**32 - 2, 2**32 - 1], dtype=jnp.uint32)
-    np.testing.assert_array_equal(schedule.stage_index(counts), [30, 31, 31, 32])
+    chex.assert_trees_all_equal(schedule.stage_index(counts), np.asarray([30, 31, 31, 32]))
 
 
 def _lowered_op_count(schedule):

@@ -32,7 +32,7 @@ def sampled_steps(weighting, seeds):
     return osd.output_params(state), state.sampled_step
 
   iterates, steps = jax.jit(jax.vmap(run))(seeds)
-  np.testing.assert_array_equal(iterates, steps)  # the kept point is x_t = t
+  chex.assert_trees_all_equal(iterates, steps)  # the kept point is x_t = t
   return np.asarray(steps)
 
 

@@ -38,7 +38,7 @@ def test_patience_zero_cuts_on_every_evaluation_without_improvement():
 
 def test_flat_metric_cuts_after_patience_plus_one_bad_evaluations():
   result = scales([1.0] * 9, decay_factor=10.0, patience=3)
-  np.testing.assert_allclose(result, [1, 1, 1, 1, 0.1, 0.1, 0.1, 0.1, 0.01], rtol=1e-6)
+  chex.assert_trees_all_close(result, [1, 1, 1, 1, 0.1, 0.1, 0.1, 0.1, 0.01], rtol=1e-6)
 
 
 def test_negative_metrics_plateau_and_improve():
@@ -65,7 +65,7 @@ def test_cooldown_ignores_bad_evaluations():
 
 def test_min_scale_floors_the_scale():
   result = scales([1.0] * 6, decay_factor=10.0, patience=0, min_scale=0.05)
-  np.testing.assert_allclose(result, [1, 0.1, 0.05, 0.05, 0.05, 0.05], rtol=1e-6)
+  chex.assert_trees_all_close(result, [1, 0.1, 0.05, 0.05, 0.05, 0.05], rtol=1e-6)
 
 
 def test_accumulation_averages_metrics_before_one_evaluation():
@@ -101,7 +101,7 @@ def test_parity_with_torch_on_positive_metrics(mode, threshold_mode, patience, c
   options = dict(mode=mode, threshold_mode=threshold_mode, patience=patience,
                  cooldown=cooldown, threshold=0.01, decay_factor=2.0)  # fmt: skip
   expected = torch_scales(metrics, **dict(options))
-  np.testing.assert_allclose(scales(metrics, **options), expected, rtol=1e-6)
+  chex.assert_trees_all_close(scales(metrics, **options), expected, rtol=1e-6)
 
 
 def test_scales_multiply_with_a_schedule_in_a_chain():

@@ -69,13 +69,13 @@ def run(tx, micro=1):
 def test_every_reader_and_writer_works_in_every_nesting(wrap):
   micro = 2 if wrap is WRAPPERS['MultiSteps'] else 1
   params, state = run(wrap(inner_tx()), micro)
-  np.testing.assert_allclose(float(osd.current_learning_rate(state)), RATES[-1])
+  chex.assert_trees_all_close(float(osd.current_learning_rate(state)), RATES[-1], rtol=1e-7)
   assert int(_state.find(state, [osd.CooldownState])[0].cooldown_start) == 2
   iterates = -np.cumsum(RATES)  # w starts at 0 and every gradient is 1
   chex.assert_trees_all_close(params['w'], jnp.full(2, iterates[-1]), rtol=1e-6)
   # suffix_average(0) averages the iterates the updates produced.
   average = osd.output_params(state)['w']
-  np.testing.assert_allclose(np.asarray(average), np.full(2, iterates.mean()), rtol=1e-6)
+  chex.assert_trees_all_close(np.asarray(average), np.full(2, iterates.mean()), rtol=1e-6)
 
 
 def test_flax_nnx_optimizer_holds_variables_that_every_helper_reads_and_writes():
@@ -99,7 +99,7 @@ def test_flax_nnx_optimizer_holds_variables_that_every_helper_reads_and_writes()
       start(optimizer)
     rate, average = step(model, optimizer, jnp.float32(metric))
     rates.append(float(rate))
-  np.testing.assert_allclose(rates, RATES)
+  chex.assert_trees_all_close(np.asarray(rates), np.asarray(RATES), rtol=1e-7)
   cooldown = _state.find(optimizer.opt_state, [osd.CooldownState])[0]
   assert isinstance(cooldown.cooldown_start, nnx.Variable)
   assert int(cooldown.cooldown_start[...]) == 2
@@ -113,7 +113,7 @@ def test_current_learning_rate_reads_the_first_rate_in_tree_order():
     osd.auto_step_decay(1.0, decay_factor=1.0, test_interval=10, min_stage_length=100),
   )
   state = tx.init(jnp.zeros(2))
-  np.testing.assert_allclose(float(osd.current_learning_rate(state)), 0.1)
+  chex.assert_trees_all_close(float(osd.current_learning_rate(state)), 0.1, rtol=1e-7)
 
 
 def test_our_states_come_before_injected_hyperparameters():

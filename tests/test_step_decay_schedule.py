@@ -81,50 +81,60 @@ class StepDecayValuesTest(chex.TestCase):
       evaluate(jnp.int32(count))
 
 
-class ExactnessTest(parameterized.TestCase):
-  def test_optax_staircase_drops_early_ours_does_not(self):
-    # optax floors a float32 quotient: 10_773_999 / 1000 rounds up to 10774.0.
-    count = 10_773_999
-    alpha = 1.0001
-    optax_value = optax.exponential_decay(1.0, 1000, 1 / alpha, staircase=True)(count)
-    ours = osd.step_decay_schedule(1.0, alpha, 1000)
-    assert int(ours.stage_index(jnp.int32(count))) == 10773
-    alpha32 = float(np.float32(alpha))
-    np.testing.assert_allclose(float(ours(count)), alpha32**-10773, rtol=1e-5)
-    np.testing.assert_allclose(float(optax_value), alpha32**-10774, rtol=1e-5)
+# Exactness.
 
-  @parameterized.parameters(
+
+def test_optax_staircase_drops_early_ours_does_not():
+  # optax floors a float32 quotient: 10_773_999 / 1000 rounds up to 10774.0.
+  count = 10_773_999
+  alpha = 1.0001
+  optax_value = optax.exponential_decay(1.0, 1000, 1 / alpha, staircase=True)(count)
+  ours = osd.step_decay_schedule(1.0, alpha, 1000)
+  assert int(ours.stage_index(jnp.int32(count))) == 10773
+  alpha32 = float(np.float32(alpha))
+  chex.assert_trees_all_close(float(ours(count)), alpha32**-10773, rtol=1e-5)
+  chex.assert_trees_all_close(float(optax_value), alpha32**-10774, rtol=1e-5)
+
+
+@pytest.mark.parametrize(
+  ('dtype', 'count'),
+  [
     (jnp.int32, 2**31 - 1),
     (jnp.uint32, 2**32 - 1),
     (jnp.uint32, 3_000_000_001),
     (jnp.int32, 1_234_567_999),
     (jnp.int32, 1_234_568_000),
-  )
-  def test_stage_index_exact_at_large_counts(self, dtype, count):
-    schedule = osd.step_decay_schedule(1.0, 2.0, 1000, transition_begin=1)
-    expected = (count - 1) // 1000
-    assert int(jax.jit(schedule.stage_index)(dtype(count))) == expected
-    assert int(schedule.stage_index(count)) == expected
+  ],
+)
+def test_stage_index_exact_at_large_counts(dtype, count):
+  schedule = osd.step_decay_schedule(1.0, 2.0, 1000, transition_begin=1)
+  expected = (count - 1) // 1000
+  assert int(jax.jit(schedule.stage_index)(dtype(count))) == expected
+  assert int(schedule.stage_index(count)) == expected
 
-  def test_uint32_count_from_flax_optimizer_step(self):
-    schedule = osd.step_decay_schedule(1.0, 10.0, 3)
-    counts = jnp.arange(12, dtype=jnp.uint32)
-    chex.assert_trees_all_close(schedule(counts), schedule(counts.astype(jnp.int32)))
 
-  def test_python_and_numpy_integer_counts(self):
-    schedule = osd.step_decay_schedule(1.0, 2.0, 5)
-    for count in (12, np.int64(12), np.uint32(12), np.int8(12)):
-      assert float(schedule(count)) == 0.25
+def test_uint32_count_from_flax_optimizer_step():
+  schedule = osd.step_decay_schedule(1.0, 10.0, 3)
+  counts = jnp.arange(12, dtype=jnp.uint32)
+  chex.assert_trees_all_close(schedule(counts), schedule(counts.astype(jnp.int32)))
 
-  def test_python_count_beyond_uint32_raises_without_x64(self):
-    schedule = osd.step_decay_schedule(1.0, 2.0, 5)
-    with pytest.raises(OverflowError, match='count=4294967296'):
-      schedule(2**32)
 
-  def test_stage_length_beyond_every_uint32_count_is_refused(self):
-    # A cut that no count reaches would silently never happen.
-    with pytest.raises(ValueError, match=r'stage_length=1099511627776 .* 4294967295'):
-      osd.step_decay_schedule(1.0, 2.0, 2**40)
+def test_python_and_numpy_integer_counts():
+  schedule = osd.step_decay_schedule(1.0, 2.0, 5)
+  for count in (12, np.int64(12), np.uint32(12), np.int8(12)):
+    assert float(schedule(count)) == 0.25
+
+
+def test_python_count_beyond_uint32_raises_without_x64():
+  schedule = osd.step_decay_schedule(1.0, 2.0, 5)
+  with pytest.raises(OverflowError, match='count=4294967296'):
+    schedule(2**32)
+
+
+def test_stage_length_beyond_every_uint32_count_is_refused():
+  # A cut that no count reaches would silently never happen.
+  with pytest.raises(ValueError, match=r'stage_length=1099511627776 .* 4294967295'):
+    osd.step_decay_schedule(1.0, 2.0, 2**40)
 
 
 def test_int64_counts_under_x64(x64):
@@ -198,7 +208,7 @@ def test_property_equals_closed_form(init, alpha, length, begin, t):
   schedule = osd.step_decay_schedule(init, alpha, length, transition_begin=begin)
   init32, alpha32 = float(np.float32(init)), float(np.float32(alpha))
   expected = closed_form(t, init32, alpha32, length, begin)
-  np.testing.assert_allclose(float(schedule(jnp.int32(t))), expected, rtol=2e-5, atol=1e-37)
+  chex.assert_trees_all_close(float(schedule(jnp.int32(t))), expected, rtol=2e-5, atol=1e-37)
 
 
 @given(

@@ -3,7 +3,6 @@
 import chex
 import jax
 import jax.numpy as jnp
-import numpy as np
 import optax
 import pytest
 
@@ -152,7 +151,7 @@ def test_vmapped_plateau_decay_factor_and_patience_equal_per_value_runs():
   (states, scales) = jax.jit(jax.vmap(run))(jnp.array(factors), jnp.array(patiences))
   for i, (factor, patience) in enumerate(zip(factors, patiences, strict=True)):
     state, expected = run(factor, patience)
-    np.testing.assert_array_equal(scales[i], expected)
+    chex.assert_trees_all_equal(scales[i], expected)
     assert int(states.num_cuts[i]) == int(state.num_cuts) > 0
 
 
@@ -163,6 +162,6 @@ def test_inject_hyperparams_reduce_on_plateau_equals_the_plain_transform():
   plain_state, plain = plateau_scales(
     osd.reduce_on_plateau(2.0, patience=1, cooldown=1, threshold=0.01), METRICS
   )
-  np.testing.assert_array_equal(scales, plain)
+  chex.assert_trees_all_equal(scales, plain)
   assert int(state.inner_state.num_cuts) == int(plain_state.num_cuts) > 0
   chex.assert_trees_all_close(state.hyperparams['decay_factor'], jnp.float32(2.0))

@@ -8,7 +8,6 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
-from absl.testing import parameterized
 from flax import nnx
 
 import optax_stepdecay as osd
@@ -34,7 +33,7 @@ def test_optax_sgd_with_schedule_on_a_quadratic_equals_hand_computation():
   expected = 3.0
   for t in range(17):
     expected *= 1 - 0.4 / 2.0 ** (t // 5) * curvature
-  np.testing.assert_allclose(float(params), expected, rtol=1e-5)
+  chex.assert_trees_all_close(float(params), expected, rtol=1e-5)
 
 
 def torch_style_sgd(params, grads_fn, lrs, momentum, nesterov, weight_decay):
@@ -52,97 +51,109 @@ def torch_style_sgd(params, grads_fn, lrs, momentum, nesterov, weight_decay):
   return params
 
 
-class StepDecaySgdTest(parameterized.TestCase):
-  @parameterized.parameters(
-    dict(momentum=None, nesterov=False, weight_decay=0.0),
-    dict(momentum=0.9, nesterov=False, weight_decay=0.0),
-    dict(momentum=0.9, nesterov=True, weight_decay=0.01),
-    dict(momentum=None, nesterov=False, weight_decay=0.05),
-    dict(momentum=0.5, nesterov=False, weight_decay=0.05),
+@pytest.mark.parametrize(
+  ('momentum', 'nesterov', 'weight_decay'),
+  [
+    (None, False, 0.0),
+    (0.9, False, 0.0),
+    (0.9, True, 0.01),
+    (None, False, 0.05),
+    (0.5, False, 0.05),
+  ],
+)
+def test_equals_hand_written_sgd_loop(momentum, nesterov, weight_decay):
+  curvature = {'w': jnp.array([0.5, 2.0, 1.0]), 'b': jnp.array(3.0)}
+  params = {'w': jnp.array([1.0, -2.0, 0.5]), 'b': jnp.array(1.5)}
+  tx = osd.step_decay_sgd(
+    0.1, 3.0, total_steps=40, momentum=momentum, nesterov=nesterov, weight_decay=weight_decay
   )
-  def test_equals_hand_written_sgd_loop(self, momentum, nesterov, weight_decay):
-    curvature = {'w': jnp.array([0.5, 2.0, 1.0]), 'b': jnp.array(3.0)}
-    params = {'w': jnp.array([1.0, -2.0, 0.5]), 'b': jnp.array(1.5)}
-    tx = osd.step_decay_sgd(
-      0.1, 3.0, total_steps=40, momentum=momentum, nesterov=nesterov, weight_decay=weight_decay
-    )
-    ours, state = run(tx, params, lambda p: quadratic_grad(p, curvature), 40)
-    schedule = osd.fixed_horizon_step_decay_schedule(0.1, 40, 3.0)
-    lrs = [float(np.float32(schedule(t))) for t in range(40)]
-    hand = torch_style_sgd(
-      params,
-      lambda p: {k: np.asarray(curvature[k], np.float64) * v for k, v in p.items()},
-      lrs,
-      momentum,
-      nesterov,
-      weight_decay,
-    )
-    chex.assert_trees_all_close(ours, jax.tree.map(jnp.float32, hand), rtol=2e-5, atol=1e-6)
-    chex.assert_trees_all_close(osd.current_learning_rate(state), jnp.float32(lrs[-1]))
-
-  def test_stage_length_drives_step_decay_schedule(self):
-    tx = osd.step_decay_sgd(1.0, 10.0, stage_length=2, num_stages=2)
-    _, state = run(tx, jnp.zeros(2), lambda p: jnp.ones(2), 6)
-    chex.assert_trees_all_close(osd.current_learning_rate(state), jnp.float32(0.1))
-
-  def test_state_is_a_named_tuple_of_arrays(self):
-    state = osd.step_decay_sgd(1.0, 10.0, stage_length=2).init(jnp.zeros(2))
-    (tracked,) = [s for s in state if isinstance(s, osd.TrackedLearningRateState)]
-    chex.assert_shape((tracked.count, tracked.learning_rate), ((), ()))
-    chex.assert_type(tracked.count, jnp.int32)
+  ours, state = run(tx, params, lambda p: quadratic_grad(p, curvature), 40)
+  schedule = osd.fixed_horizon_step_decay_schedule(0.1, 40, 3.0)
+  lrs = [float(np.float32(schedule(t))) for t in range(40)]
+  hand = torch_style_sgd(
+    params,
+    lambda p: {k: np.asarray(curvature[k], np.float64) * v for k, v in p.items()},
+    lrs,
+    momentum,
+    nesterov,
+    weight_decay,
+  )
+  chex.assert_trees_all_close(ours, jax.tree.map(jnp.float32, hand), rtol=2e-5, atol=1e-6)
+  chex.assert_trees_all_close(osd.current_learning_rate(state), jnp.float32(lrs[-1]))
 
 
-class CurrentLearningRateTest(parameterized.TestCase):
-  def test_before_and_after_updates(self):
-    tx = osd.scale_by_tracked_learning_rate(osd.step_decay_schedule(1.0, 2.0, 1))
-    state = tx.init(jnp.zeros(1))
-    assert float(osd.current_learning_rate(state)) == 1.0
-    _, state = tx.update(jnp.ones(1), state)
-    assert float(osd.current_learning_rate(state)) == 1.0  # the first update used 1.0
-    _, state = tx.update(jnp.ones(1), state)
-    assert float(osd.current_learning_rate(state)) == 0.5
+def test_stage_length_drives_step_decay_schedule():
+  tx = osd.step_decay_sgd(1.0, 10.0, stage_length=2, num_stages=2)
+  _, state = run(tx, jnp.zeros(2), lambda p: jnp.ones(2), 6)
+  chex.assert_trees_all_close(osd.current_learning_rate(state), jnp.float32(0.1))
 
-  def test_in_a_chain_under_jit(self):
-    tx = optax.chain(optax.clip_by_global_norm(1.0), osd.step_decay_sgd(0.1, 10.0, stage_length=3))
-    _, state = run(tx, jnp.zeros(2), lambda p: jnp.ones(2), 4)
-    lr = jax.jit(osd.current_learning_rate)(state)
-    chex.assert_trees_all_close(lr, jnp.float32(0.01))
 
-  def test_reads_inject_hyperparams_states(self):
-    schedule = osd.step_decay_schedule(0.1, 10.0, 2)
-    tx = optax.inject_hyperparams(optax.sgd)(learning_rate=schedule)
-    _, state = run(tx, jnp.zeros(2), lambda p: jnp.ones(2), 3)
-    chex.assert_trees_all_close(osd.current_learning_rate(state), jnp.float32(0.01))
+def test_state_is_a_named_tuple_of_arrays():
+  state = osd.step_decay_sgd(1.0, 10.0, stage_length=2).init(jnp.zeros(2))
+  (tracked,) = [s for s in state if isinstance(s, osd.TrackedLearningRateState)]
+  chex.assert_shape((tracked.count, tracked.learning_rate), ((), ()))
+  chex.assert_type(tracked.count, jnp.int32)
 
-  def test_inject_hyperparams_around_step_decay_sgd(self):
-    factory = optax.inject_hyperparams(osd.step_decay_sgd, static_args=('stage_length',))
-    tx = factory(init_value=0.1, decay_factor=10.0, stage_length=2, weight_decay=0.0)
-    params, state = run(tx, jnp.ones(2), lambda p: jnp.ones(2), 3)
-    chex.assert_trees_all_close(params, jnp.full(2, 1 - 0.1 - 0.1 - 0.01), rtol=1e-6)
-    state.hyperparams['init_value'] = jnp.float32(1.0)  # hyperparameters can be changed live
-    params, _ = run(tx, params, lambda p: jnp.ones(2), 0)
 
-  def test_multi_steps_counts_updates_not_micro_steps(self):
-    tx = optax.MultiSteps(osd.step_decay_sgd(1.0, 10.0, stage_length=2), every_k_schedule=3)
-    params, state = run(tx, jnp.zeros(1), lambda p: jnp.ones(1), 12)
-    # 12 micro-steps are 4 updates with step sizes 1, 1, 0.1, 0.1.
-    chex.assert_trees_all_close(params, jnp.array([-2.2]), rtol=1e-6)
-    chex.assert_trees_all_close(osd.current_learning_rate(state), jnp.float32(0.1))
+# current_learning_rate.
 
-  def test_multi_transform(self):
-    tx = optax.multi_transform(
-      {'decayed': osd.step_decay_sgd(1.0, 10.0, stage_length=1), 'frozen': optax.set_to_zero()},
-      {'a': 'decayed', 'b': 'frozen'},
-    )
-    params, state = run(
-      tx, {'a': jnp.zeros(1), 'b': jnp.zeros(1)}, lambda p: jax.tree.map(jnp.ones_like, p), 2
-    )
-    chex.assert_trees_all_close(params, {'a': jnp.array([-1.1]), 'b': jnp.zeros(1)}, rtol=1e-6)
-    chex.assert_trees_all_close(osd.current_learning_rate(state), jnp.float32(0.1))
 
-  def test_missing_learning_rate_is_an_error(self):
-    with pytest.raises(ValueError, match='holds no learning rate'):
-      osd.current_learning_rate(optax.sgd(0.1).init(jnp.zeros(1)))
+def test_before_and_after_updates():
+  tx = osd.scale_by_tracked_learning_rate(osd.step_decay_schedule(1.0, 2.0, 1))
+  state = tx.init(jnp.zeros(1))
+  assert float(osd.current_learning_rate(state)) == 1.0
+  _, state = tx.update(jnp.ones(1), state)
+  assert float(osd.current_learning_rate(state)) == 1.0  # the first update used 1.0
+  _, state = tx.update(jnp.ones(1), state)
+  assert float(osd.current_learning_rate(state)) == 0.5
+
+
+def test_in_a_chain_under_jit():
+  tx = optax.chain(optax.clip_by_global_norm(1.0), osd.step_decay_sgd(0.1, 10.0, stage_length=3))
+  _, state = run(tx, jnp.zeros(2), lambda p: jnp.ones(2), 4)
+  lr = jax.jit(osd.current_learning_rate)(state)
+  chex.assert_trees_all_close(lr, jnp.float32(0.01))
+
+
+def test_reads_inject_hyperparams_states():
+  schedule = osd.step_decay_schedule(0.1, 10.0, 2)
+  tx = optax.inject_hyperparams(optax.sgd)(learning_rate=schedule)
+  _, state = run(tx, jnp.zeros(2), lambda p: jnp.ones(2), 3)
+  chex.assert_trees_all_close(osd.current_learning_rate(state), jnp.float32(0.01))
+
+
+def test_inject_hyperparams_around_step_decay_sgd():
+  factory = optax.inject_hyperparams(osd.step_decay_sgd, static_args=('stage_length',))
+  tx = factory(init_value=0.1, decay_factor=10.0, stage_length=2, weight_decay=0.0)
+  params, state = run(tx, jnp.ones(2), lambda p: jnp.ones(2), 3)
+  chex.assert_trees_all_close(params, jnp.full(2, 1 - 0.1 - 0.1 - 0.01), rtol=1e-6)
+  state.hyperparams['init_value'] = jnp.float32(1.0)  # hyperparameters can be changed live
+  params, _ = run(tx, params, lambda p: jnp.ones(2), 0)
+
+
+def test_multi_steps_counts_updates_not_micro_steps():
+  tx = optax.MultiSteps(osd.step_decay_sgd(1.0, 10.0, stage_length=2), every_k_schedule=3)
+  params, state = run(tx, jnp.zeros(1), lambda p: jnp.ones(1), 12)
+  # 12 micro-steps are 4 updates with step sizes 1, 1, 0.1, 0.1.
+  chex.assert_trees_all_close(params, jnp.array([-2.2]), rtol=1e-6)
+  chex.assert_trees_all_close(osd.current_learning_rate(state), jnp.float32(0.1))
+
+
+def test_multi_transform():
+  tx = optax.multi_transform(
+    {'decayed': osd.step_decay_sgd(1.0, 10.0, stage_length=1), 'frozen': optax.set_to_zero()},
+    {'a': 'decayed', 'b': 'frozen'},
+  )
+  params, state = run(
+    tx, {'a': jnp.zeros(1), 'b': jnp.zeros(1)}, lambda p: jax.tree.map(jnp.ones_like, p), 2
+  )
+  chex.assert_trees_all_close(params, {'a': jnp.array([-1.1]), 'b': jnp.zeros(1)}, rtol=1e-6)
+  chex.assert_trees_all_close(osd.current_learning_rate(state), jnp.float32(0.1))
+
+
+def test_missing_learning_rate_is_an_error():
+  with pytest.raises(ValueError, match='holds no learning rate'):
+    osd.current_learning_rate(optax.sgd(0.1).init(jnp.zeros(1)))
 
 
 def test_flax_nnx_optimizer():
@@ -157,7 +168,7 @@ def test_flax_nnx_optimizer():
     return loss, osd.current_learning_rate(optimizer.opt_state)
 
   rates = [float(train_step(model, optimizer)[1]) for _ in range(5)]
-  np.testing.assert_allclose(rates, [0.1, 0.1, 0.01, 0.01, 0.001], rtol=1e-6)
+  chex.assert_trees_all_close(rates, [0.1, 0.1, 0.01, 0.01, 0.001], rtol=1e-6)
   # nnx.Optimizer.step is uint32; the schedule reads it exactly: after 5
   # updates the sixth will use stage 5 // 2 = 2.
   chex.assert_type(optimizer.step[...], jnp.uint32)
