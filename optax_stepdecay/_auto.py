@@ -30,7 +30,10 @@ class AutoStepDecayState(NamedTuple):
     stage_step: updates applied in the current stage.
     reference: the point c distances are measured from: zeros in the
       first stage, the stage's first iterate afterwards.
-    running: the stage's running sums of the statistic z and the scale v.
+    batch_start: the iterate the current batch started from (the parameters
+      given to ``init``, then the iterate after each batch's last update).
+    running: the stage's running sums of the statistic z (up to the latest
+      batch end) and of the scale v (up to the latest update).
     history: ring buffer of ``running`` at the end of each of the stage's
       batches, batch ``k`` in slot ``k % max_batches``.
     num_batches: batches completed in the stage.
@@ -43,6 +46,7 @@ class AutoStepDecayState(NamedTuple):
   stage: jax.Array
   stage_step: jax.Array
   reference: optax.Params
+  batch_start: optax.Params
   running: jax.Array
   history: jax.Array
   num_batches: jax.Array
@@ -108,6 +112,29 @@ def stationarity_test(
   return (terms.window >= MIN_WINDOW) & (jnp.abs(terms.change) + terms.half_width < terms.bound)
 
 
+def close_batch(
+  params: optax.Params,
+  updates: optax.Updates,
+  start: optax.Params,
+  reference: optax.Params,
+  dtype: np.dtype,
+) -> tuple[optax.Params, jax.Array]:
+  """The next batch's start, and this batch's sum of z: ‖e - c‖² - ‖b - c‖².
+
+  e = x + u is the batch's end, b its start. The change is computed as
+  ⟨e - b, (e - c) + (b - c)⟩, differences first, so it is as accurate as its
+  own size however far x and c lie from 0. A non-finite change leaves the
+  batch open (the next batch starts at b), so the next batch end closes both.
+  """
+  end = jax.tree.map(lambda x, u, b: (x + u).astype(b.dtype), params, updates, start)
+  terms = jax.tree.map(
+    lambda e, b, c: jnp.sum((e - b) * ((e - c) + (b - c))),
+    *(optax.tree.cast(t, dtype) for t in (end, start, reference)),
+  )
+  change = jnp.asarray(optax.tree.sum(terms), dtype)
+  return jax.lax.cond(jnp.isfinite(change), lambda: end, lambda: start), change
+
+
 def auto_step_decay(
   init_value: float,
   decay_factor: float = 10.0,
@@ -148,9 +175,15 @@ def auto_step_decay(
   interval and no cut). The sum of z telescopes to the change of
   ‖x - c‖² over the window, whose variance at stationarity is at
   most twice that of ‖x - c‖² at the window's batch ends; the
-  interval uses that bound. Memory: one copy of the parameters (c)
-  and ``max_batches`` pairs of scalars; one pass over the parameters per
-  update. A cut resets the statistics.
+  interval uses that bound. A cut resets the statistics.
+
+  Cost: v_t is summed at every update, as η_t² ‖d_t‖² over the incoming
+  directions d_t (one pass over them); z's sum over a batch is computed only
+  at the batch's end e, where it telescopes to ‖e - c‖² - ‖b - c‖² from
+  the batch's start b (one pass over x, u, b and c, in a ``lax.cond``). Both
+  equal the per-update sums up to float rounding; the telescoped form sees the
+  iterate as the parameters' dtype rounds it. Memory: two copies of the
+  parameters (c and b) and ``max_batches`` pairs of scalars.
 
   Dtypes: the step size is float32 (float64 under ``jax_enable_x64``), like
   every schedule value; the sums of z and v accumulate in the parameters'
@@ -158,9 +191,10 @@ def auto_step_decay(
   float64 for float64 ones). Updates and c keep the parameters' dtype.
 
   Non-finite values: an update whose statistic is not finite (a NaN or inf
-  gradient, or a step so large that ‖u‖² overflows) is left out of
+  gradient, or directions so large that ‖d‖² overflows) is left out of
   the sums and counted in ``num_nonfinite``, and never triggers a cut, so one
-  bad batch does not stop the test for good. Its (non-finite) update is
+  bad batch does not stop the test for good (a batch whose end is not finite
+  stays open until a finite batch end closes it). Its (non-finite) update is
   still returned: to skip such updates, and keep this state untouched,
   wrap the chain in ``optax.apply_if_finite``::
 
@@ -266,6 +300,7 @@ def auto_step_decay(
       stage=zero,
       stage_step=zero,
       reference=optax.tree.zeros_like(params),
+      batch_start=jax.tree.map(jnp.copy, params),
       running=jnp.zeros([2], dtype),
       history=jnp.zeros([int(max_batches), 2], dtype),
       num_batches=zero,
@@ -281,44 +316,58 @@ def auto_step_decay(
     divisor = jnp.asarray(decay_factor, rate_dtype) ** state.stage
     floor = jnp.asarray(min_value, rate_dtype)
     lr = jnp.maximum(jnp.asarray(init_value, rate_dtype) / divisor, floor).astype(rate_dtype)
-    updates = jax.tree.map(
-      lambda d: (-lr.astype(compute_dtype(d.dtype)) * d).astype(d.dtype), updates
+
+    def scaled(directions: optax.Updates) -> optax.Updates:
+      return jax.tree.map(
+        lambda d: (-lr.astype(compute_dtype(d.dtype)) * d).astype(d.dtype), directions
+      )
+
+    directions, updates = updates, scaled(updates)
+    # ‖u‖² as η²‖d‖²: summing the directions, which are already in memory, spares writing
+    # the updates out before optax.apply_updates adds them.
+    scale = lr.astype(dtype) ** 2 * jnp.asarray(
+      optax.tree.sum(jax.tree.map(jnp.square, optax.tree.cast(directions, dtype))), dtype
     )
-    leaves = zip(*(jax.tree.leaves(t) for t in (params, updates, state.reference)), strict=True)
-    inner, scale = jnp.zeros([], dtype), jnp.zeros([], dtype)
-    for x, u, c in leaves:
-      step = u.astype(dtype)
-      inner += jnp.vdot(x.astype(dtype) - c.astype(dtype), step)
-      scale += jnp.vdot(step, step)
-    stage_step = optax.safe_increment(state.stage_step)
-    contribution = jnp.stack([2 * inner + scale, scale])
     # A NaN or inf gradient (or an overflow) would poison the stage's sums for good: skip it.
-    finite = jnp.all(jnp.isfinite(contribution))
-    running = state.running + jnp.where(finite, contribution, 0.0)
-    batch_done = stage_step % test_interval == 0
-
-    capacity = state.history.shape[0]
-    slot = state.num_batches % capacity
-    history = jnp.where(batch_done, state.history.at[slot].set(running), state.history)
-    num_batches = state.num_batches + batch_done
-    stationary = stationarity_test(history, num_batches, confidence, tolerance)
-    # No cut on a non-finite update: the next stage would measure from a non-finite point.
-    cut = batch_done & (stage_step >= min_stage_length) & stationary & finite
-
-    next_iterate = jax.tree.map(lambda x, u: x + u, params, updates)
-    new_state = AutoStepDecayState(
+    finite = jnp.isfinite(scale)
+    state = state._replace(
       count=optax.safe_increment(state.count),
       learning_rate=lr,
-      stage=state.stage + cut,
-      stage_step=jnp.where(cut, 0, stage_step),
-      reference=optax.tree.where(cut, next_iterate, state.reference),
-      running=jnp.where(cut, jnp.zeros_like(running), running),
-      history=history,
-      num_batches=jnp.where(cut, 0, num_batches),
+      stage_step=optax.safe_increment(state.stage_step),
+      running=state.running.at[1].add(jnp.where(finite, scale, 0.0)),
       num_nonfinite=jnp.where(
         finite, state.num_nonfinite, optax.safe_increment(state.num_nonfinite)
       ),
     )
+
+    def end_batch(state: AutoStepDecayState) -> AutoStepDecayState:
+      # Scales the directions itself, so that the updates are not an operand of the cond.
+      start, change = close_batch(
+        params, scaled(directions), state.batch_start, state.reference, dtype
+      )
+      closed = jnp.isfinite(change)
+      running = state.running.at[0].add(jnp.where(closed, change, 0.0))
+      history = state.history.at[state.num_batches % state.history.shape[0]].set(running)
+      num_batches = state.num_batches + 1
+      stationary = stationarity_test(history, num_batches, confidence, tolerance)
+      # No cut on a non-finite update: the next stage would measure from a non-finite point.
+      cut = (state.stage_step >= min_stage_length) & stationary & finite & closed
+      return state._replace(
+        stage=state.stage + cut,
+        stage_step=jnp.where(cut, 0, state.stage_step),
+        reference=jax.lax.cond(cut, lambda: start, lambda: state.reference),
+        batch_start=start,
+        running=jnp.where(cut, jnp.zeros_like(running), running),
+        history=history,
+        num_batches=jnp.where(cut, 0, num_batches),
+        num_nonfinite=jnp.where(
+          finite & ~closed, optax.safe_increment(state.num_nonfinite), state.num_nonfinite
+        ),
+      )
+
+    # Everything else happens at batch ends only: z's sum over a batch telescopes.
+    batch_done = state.stage_step % test_interval == 0
+    new_state = jax.lax.cond(batch_done, end_batch, lambda state: state, state)
     return updates, new_state
 
   return optax.GradientTransformation(init_fn, update_fn)

@@ -162,3 +162,38 @@ def test_bad_arguments(kwargs, message):
   with pytest.raises(ValueError) as error:
     osd.auto_step_decay(**arguments)
   assert message in str(error.value)
+
+
+@pytest.mark.parametrize('momentum', [None, 0.9])
+def test_batch_end_sums_equal_the_sums_of_the_per_update_statistic(momentum):
+  # The transform sums z only at batch ends, where it telescopes; this recomputes the
+  # per-update z = 2<x - c, u> + |u|^2 and v = |u|^2 in float64 from the same run.
+  interval = 20
+  tx = osd.auto_step_decay(0.2, 2.0, test_interval=interval, min_stage_length=200)
+  if momentum is not None:
+    tx = optax.chain(optax.trace(momentum), tx)
+  x = jnp.full(CURVATURE.shape, -START)
+  noise = jax.random.normal(jax.random.key(0), (3000, *CURVATURE.shape))
+
+  def body(carry, n):
+    x, state = carry
+    auto = osd._state.find(state, [osd.AutoStepDecayState])[0]
+    updates, state = tx.update(CURVATURE * x + n, state, x)
+    after = osd._state.find(state, [osd.AutoStepDecayState])[0]
+    return (x + updates, state), (x, updates, auto.reference, after.stage_step, after.running)
+
+  trace = jax.jit(lambda s: jax.lax.scan(body, (x, s), noise)[1])(tx.init(x))
+  xs, us, references, stage_steps, running = (np.asarray(a, np.float64) for a in trace)
+  z = 2 * np.sum((xs - references) * us, axis=1) + np.sum(us**2, axis=1)
+  v = np.sum(us**2, axis=1)
+  sums, num_cuts = np.zeros(2), 0
+  for t in range(len(z)):
+    sums += z[t], v[t]
+    if stage_steps[t] == 0:  # a cut: the transform reset its sums after this update
+      num_cuts += 1
+      sums[:] = 0
+      continue
+    np.testing.assert_allclose(running[t, 1], sums[1], rtol=1e-5)
+    if stage_steps[t] % interval == 0:
+      np.testing.assert_allclose(running[t, 0], sums[0], rtol=1e-4, atol=1e-5 * sums[1])
+  assert num_cuts >= 3
