@@ -82,9 +82,9 @@ def scanned_training(tx, loss_fn, params, x, y, num_steps: int, batch: int):
   indices = jax.random.randint(jax.random.key(1), (num_steps, batch), 0, x.shape[0])
 
   @jax.jit
-  def run(p):
-    (p, _), _ = jax.lax.scan(step, (p, tx.init(p)), indices)
-    return p
+  def run(p):  # returns the state too: XLA drops the work of a state nobody reads
+    (p, state), _ = jax.lax.scan(step, (p, tx.init(p)), indices)
+    return p, state
 
   return lambda: run(params)
 
@@ -158,6 +158,26 @@ def memory_bound_steps(tx, num_steps: int, hidden: int, batch: int = 64):
   return scanned_training(tx, loss_fn, params, x, y, num_steps, batch)
 
 
+def sum_of_squares() -> optax.GradientTransformation:
+  """Sums ‖d‖² of the directions it passes on: what any test of every update costs at least."""
+
+  def update(updates, total, params=None):
+    del params
+    return updates, total + optax.tree.norm(updates, squared=True)
+
+  return optax.GradientTransformation(lambda params: jnp.zeros([]), update)
+
+
+def parameter_ema(decay: float = 0.99) -> optax.GradientTransformation:
+  """Keeps an EMA of the iterates with optax.incremental_update: optax's way to average them."""
+
+  def update(updates, average, params):
+    iterate = optax.apply_updates(params, updates)
+    return updates, optax.incremental_update(iterate, average, 1 - decay)
+
+  return optax.GradientTransformation(lambda params: jax.tree.map(jnp.array, params), update)
+
+
 def memory_bound_cost(quick: bool) -> dict:
   """Every stateful transform of the library against its plain-optax counterpart."""
   num_steps, hidden = (20, 256) if quick else (200, 2048)
@@ -166,6 +186,8 @@ def memory_bound_cost(quick: bool) -> dict:
   staircase = optax.exponential_decay(lr, total // 4, 0.5, staircase=True)
   ours_staircase = osd.step_decay_schedule(lr, 2.0, total // 4)
   plain = 'optax.sgd(momentum) alone'
+  sgd_ema = optax.chain(sgd, parameter_ema())
+  ema = 'optax.sgd(momentum) + an EMA of the iterates (optax.incremental_update)'
   pairs = {  # name: (ours, the plain-optax counterpart, what the counterpart is)
     'step_decay_sgd (momentum)': (
       osd.step_decay_sgd(lr, 2.0, stage_length=total // 4, momentum=0.9),
@@ -182,14 +204,25 @@ def memory_bound_cost(quick: bool) -> dict:
       optax.chain(sgd, optax.contrib.reduce_on_plateau(patience=2, accumulation_size=10)),
       'the same chain with optax.contrib.reduce_on_plateau',
     ),
-    'auto_step_decay (momentum)': (
-      optax.chain(optax.trace(0.9), osd.auto_step_decay(lr, test_interval=10, min_stage_length=50)),
+    **{
+      f'auto_step_decay (momentum), a test every {interval} updates': (
+        optax.chain(
+          optax.trace(0.9),
+          osd.auto_step_decay(lr, test_interval=interval, min_stage_length=2 * interval),
+        ),
+        sgd,
+        plain,
+      )
+      for interval in (10, 100)
+    },
+    'the floor of auto: sgd summing ‖d‖² per update': (
+      optax.chain(optax.trace(0.9), sum_of_squares(), optax.scale_by_learning_rate(lr)),
       sgd,
       plain,
     ),
     'sample_iterate': (optax.chain(sgd, osd.sample_iterate(ours_staircase)), sgd, plain),
-    'stage_average': (optax.chain(sgd, osd.stage_average(ours_staircase)), sgd, plain),
-    'suffix_average': (optax.chain(sgd, osd.suffix_average(total // 2)), sgd, plain),
+    'stage_average': (optax.chain(sgd, osd.stage_average(ours_staircase)), sgd_ema, ema),
+    'suffix_average': (optax.chain(sgd, osd.suffix_average(total // 2)), sgd_ema, ema),
   }
   runs = {}
   for name, (ours, theirs, _) in pairs.items():
