@@ -37,8 +37,13 @@ def _value(
 ) -> jax.Array:
   t = as_count(count)
   done, shifted = _after_warmup(warmup, t)
-  if isinstance(count, jax.Array) and jnp.issubdtype(count.dtype, jnp.integer):
-    shifted = shifted.astype(count.dtype)  # a foreign schedule sees its own dtype
+  kind = jnp.result_type(count)
+  if jnp.issubdtype(kind, jnp.integer) and not (
+    isinstance(count, int) and count > jnp.iinfo(kind).max
+  ):
+    # The caller's integer dtype (int32 for a Python int, as optax counts), not the unsigned
+    # one schedules compute in: a foreign schedule may subtract from it.
+    shifted = shifted.astype(kind)
   after = jnp.asarray(schedule(shifted), dtype=float_dtype())
   if not warmup:
     return after
@@ -74,6 +79,14 @@ def _table(
   ramp_end = warmup if num_steps is None else min(warmup, num_steps)
   ends = [float(_value(schedule, warmup, init_value, t)) for t in (0, ramp_end)]
   return [Stage(0, ramp_end, *ends)] + (inner_rows if ramp_end == warmup else [])
+
+
+def _ramp_shape(schedule: optax.Schedule, warmup: int, row: Stage) -> str:
+  """The warmup's ramp is linear; the wrapped schedule's ramps keep their shapes."""
+  if row.start < warmup:
+    return 'linear'
+  end = None if row.end is None else row.end - warmup
+  return _wrapped(schedule)._ramp_shape(row._replace(start=row.start - warmup, end=end))
 
 
 def _wrapped(schedule: optax.Schedule) -> StageSchedule:
@@ -147,4 +160,5 @@ def with_linear_warmup(
     points_fn=functools.partial(_points, schedule, warmup_steps),
     num_stages=None if num_stages is None else num_stages + (1 if warmup_steps else 0),
     table_fn=functools.partial(_table, schedule, warmup_steps, init_value),
+    ramp_shape_fn=functools.partial(_ramp_shape, schedule, warmup_steps),
   )

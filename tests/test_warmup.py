@@ -2,6 +2,7 @@
 
 import chex
 import jax.numpy as jnp
+import numpy as np
 import optax
 
 import optax_stepdecay as osd
@@ -34,6 +35,21 @@ class WarmupTest(chex.TestCase):
   def test_wraps_a_foreign_optax_schedule(self):
     schedule = osd.with_linear_warmup(optax.constant_schedule(0.5), 2)
     chex.assert_trees_all_close(schedule(jnp.arange(4)), jnp.array([0.0, 0.25, 0.5, 0.5]))
+
+  def test_foreign_schedule_sees_the_callers_integer_count(self):
+    # optax's polynomial schedule subtracts transition_begin from the count it is given.
+    foreign = optax.polynomial_schedule(1.0, 0.0, 1, 10, transition_begin=5)
+    schedule = osd.with_linear_warmup(foreign, 2)
+    expected = [float(schedule(jnp.int32(t))) for t in range(20)]
+    assert expected[3] == 1.0  # one step after the ramp: before the foreign transition
+    assert [float(schedule(t)) for t in range(20)] == expected
+    assert [float(schedule(np.int64(t))) for t in range(20)] == expected
+
+  def test_stage_table_keeps_the_wrapped_ramp_shapes(self):
+    wsd = osd.wsd_schedule(1.0, warmup_steps=2, stable_steps=3, decay_steps=4, decay_shape='cosine')
+    table = osd.with_linear_warmup(wsd, 5).stage_table()
+    assert '(cosine)' in table.splitlines()[-2], table
+    assert table.count('(linear)') == 2, table  # the warmup's ramp and wsd's own warmup
 
   def test_stage_index_counts_the_ramp_as_stage_zero(self):
     schedule = osd.with_linear_warmup(osd.step_decay_schedule(1.0, 2.0, 5), 3)
