@@ -193,7 +193,7 @@ def test_batch_end_sums_equal_the_sums_of_the_per_update_statistic(momentum):
       num_cuts += 1
       sums[:] = 0
       continue
-    np.testing.assert_allclose(running[t, 1], sums[1], rtol=1e-5)
+    chex.assert_trees_all_close(running[t, 1], sums[1], rtol=1e-5)
     if stage_steps[t] % interval == 0:
-      np.testing.assert_allclose(running[t, 0], sums[0], rtol=1e-4, atol=1e-5 * sums[1])
+      chex.assert_trees_all_close(running[t, 0], sums[0], rtol=1e-4, atol=1e-5 * sums[1])
   assert num_cuts >= 3

@@ -2,6 +2,7 @@
 
 import json
 
+import chex
 import numpy as np
 
 from benchmarks import auto_traces
@@ -63,7 +64,7 @@ def test_auto_traces_quick_writes_report(tmp_path):
     for rates in case.auto.learning_rate:
       cuts = auto_traces.cut_steps(rates)
       assert all(cut % 55 == 0 for cut in cuts), cuts  # diabetes: 442 // 8 updates per epoch
-      np.testing.assert_allclose(rates[-1], case.eta0 / 10 ** len(cuts), rtol=1e-5)
+      chex.assert_trees_all_close(rates[-1], case.eta0 / 10 ** len(cuts), rtol=1e-5)
   tested = ~np.isnan(network.terms[..., 1])
   assert tested.all(), 'MNIST-1D: a test at every epoch end from the second on'
   report = (tmp_path / 'auto_traces.md').read_text()
