@@ -188,7 +188,7 @@ def auto_step_decay(
   Dtypes: the step size is float32 (float64 under ``jax_enable_x64``), like
   every schedule value; the sums of z and v accumulate in the parameters'
   dtype promoted to at least float32 (float32 for bfloat16 parameters,
-  float64 for float64 ones). Updates and c keep the parameters' dtype.
+  float64 for float64 ones). Updates, c and b keep the parameters' dtype.
 
   Non-finite values: an update whose statistic is not finite (a NaN or inf
   gradient, or directions so large that ‖d‖² overflows) is left out of
