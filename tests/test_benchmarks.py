@@ -3,10 +3,15 @@
 import json
 
 import chex
+import jax
+import jax.numpy as jnp
 import numpy as np
+import optax
 
+from benchmarks import anytime
 from benchmarks import auto_traces
 from benchmarks import perf
+from benchmarks import runner
 from benchmarks import theory
 from benchmarks.problems import all_problems
 from benchmarks.runner import Results
@@ -70,3 +75,33 @@ def test_auto_traces_quick_writes_report(tmp_path):
   report = (tmp_path / 'auto_traces.md').read_text()
   assert report.count('\n| least_squares |') == 1 and '## MNIST-1D' in report
   assert (tmp_path / 'auto_traces.png').stat().st_size > 10_000
+
+
+def test_anytime_expected_errors_match_sampled_sgd(x64):
+  problem = next(p for p in all_problems() if p.name == 'least_squares')
+  step_sizes = np.r_[np.full(150, 0.3), np.full(50, 0.03)]
+  exact = np.asarray(anytime.expected_errors(anytime.moments(problem), jnp.asarray(step_sizes)))
+  # Both ways of running a piecewise-constant sequence agree.
+  assert abs(anytime.final_error(anytime.moments(problem), step_sizes) / exact[-1] - 1) < 1e-9
+  tx = optax.sgd(optax.piecewise_constant_schedule(0.3, {150: 0.1}))
+  seeds = jnp.arange(2048)
+  last = jax.jit(jax.vmap(lambda seed: runner.trajectory(problem, 200, tx, seed)[0]))(seeds)
+  sampled = runner.errors_of(problem, last, last)[problem.name]
+  standard_error = sampled.std(ddof=1) / np.sqrt(len(sampled))
+  assert abs(sampled.mean() - exact[-1]) < 4 * standard_error, (sampled.mean(), exact[-1])
+  assert standard_error < 0.05 * exact[-1]  # the check resolves a 20% error
+
+
+def test_anytime_quick_writes_report(tmp_path):
+  results = anytime.main(['--quick', '--out', str(tmp_path)])
+  assert results.horizons == [128, 181, 256, 362, 512]
+  assert all(e > 0 for e in results.step_decay_errors)
+  best, *staircases = results.candidates
+  assert best.ratios.max() <= min(c.ratios.max() for c in staircases)
+  for c in staircases:
+    cuts = anytime.cut_points(c.step_sizes)
+    if c.name.endswith(f'>= {results.min_stage}'):
+      assert all(b - a >= results.min_stage for a, b in zip([0, *cuts], cuts, strict=False)), c.name
+  assert jax.config.read('jax_enable_x64') is False
+  assert '| best sequence found |' in (tmp_path / 'anytime.md').read_text()
+  assert (tmp_path / 'anytime.png').stat().st_size > 10_000
