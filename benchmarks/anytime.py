@@ -42,6 +42,7 @@ import scipy.optimize
 
 import optax_stepdecay as osd
 from benchmarks import runner
+from benchmarks.auto_traces import cut_steps
 from benchmarks.problems import Problem
 from benchmarks.problems import all_problems
 
@@ -190,7 +191,7 @@ def staircase(cuts: np.ndarray, eta0: float, alpha: float, total: int) -> np.nda
 
 def best_staircase(
   worst, guide: np.ndarray, eta0: float, alpha: float, settings: Settings, min_stage: int
-) -> tuple[float, np.ndarray]:
+) -> np.ndarray:
   """The cut times with the lowest worst ratio found.
 
   The search starts where the sequence `guide` crosses eta0 / alpha^(k + 1/2)
@@ -220,7 +221,7 @@ def best_staircase(
       values = score(options)
       if values.min() < best:
         best, cuts = float(values.min()), np.sort(options[int(values.argmin())])
-  return best, cuts[cuts < total]
+  return cuts[cuts < total]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -264,16 +265,11 @@ def run(settings: Settings, command: str) -> Results:
   candidates = [candidate('best sequence found', best)]
   for alpha in sorted(settings.cuts, reverse=True):
     for shortest, label in ((1, 'stages of any length'), (min_stage, f'stages >= {min_stage}')):
-      _, cuts = best_staircase(worst, best, eta0, alpha, settings, shortest)
+      cuts = best_staircase(worst, best, eta0, alpha, settings, shortest)
       name = f'staircase eta0 = {eta0:g}, alpha = {alpha:g}, {label}'
       candidates.append(candidate(name, staircase(cuts, eta0, alpha, horizons[-1])))
   return Results(command, horizons, reference, eta0s, candidates, min_stage,
                  time.perf_counter() - started)  # fmt: skip
-
-
-def cut_points(step_sizes: np.ndarray) -> list[int]:
-  """The updates after which the step size changes."""
-  return [int(t) for t in np.flatnonzero(step_sizes[1:] != step_sizes[:-1]) + 1]
 
 
 def markdown(results: Results) -> str:
@@ -297,7 +293,7 @@ def markdown(results: Results) -> str:
                  + ' | '.join(f'{c.ratios[i]:.2f}' for i in powers) + ' |')  # fmt: skip
   lines += ['', 'Cut points of the staircases (updates after which the step size falls):', '']
   for c in results.candidates[1:]:
-    lines.append(f'- {c.name}: {cut_points(c.step_sizes)}')
+    lines.append(f'- {c.name}: {cut_steps(c.step_sizes)}')
   lines += [
     '',
     'Tuned step decay: ' + ', '.join(
@@ -353,7 +349,7 @@ def main(argv: list[str] | None = None) -> Results:
     'horizons': results.horizons,
     'step_decay': {'errors': results.step_decay_errors.tolist(), 'eta0': results.step_decay_eta0},
     'candidates': {
-      c.name: {'ratios': c.ratios.tolist(), 'cuts': cut_points(c.step_sizes)}
+      c.name: {'ratios': c.ratios.tolist(), 'cuts': cut_steps(c.step_sizes)}
       for c in results.candidates[1:]
     },
     'best_sequence_ratios': results.candidates[0].ratios.tolist(),

@@ -99,7 +99,7 @@ def test_anytime_quick_writes_report(tmp_path):
   best, *staircases = results.candidates
   assert best.ratios.max() <= min(c.ratios.max() for c in staircases)
   for c in staircases:
-    cuts = anytime.cut_points(c.step_sizes)
+    cuts = auto_traces.cut_steps(c.step_sizes)
     if c.name.endswith(f'>= {results.min_stage}'):
       assert all(b - a >= results.min_stage for a, b in zip([0, *cuts], cuts, strict=False)), c.name
   assert jax.config.read('jax_enable_x64') is False
