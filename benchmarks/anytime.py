@@ -135,8 +135,10 @@ def tuned_step_decay(model: Moments, horizons: list[int]) -> tuple[np.ndarray, l
   """Per horizon, the expected error of the paper's step decay at its best eta0, and that eta0."""
   errors, eta0s = [], []
   for total in horizons:
-    unit = np.asarray(osd.fixed_horizon_step_decay_schedule(1.0, total, runner.ALPHA)(
-      np.arange(total)), np.float64)  # fmt: skip
+    schedule = osd.fixed_horizon_step_decay_schedule(
+      1.0, total_steps=total, decay_factor=runner.ALPHA
+    )
+    unit = np.asarray(schedule(np.arange(total)), np.float64)
     by_eta0 = {eta0: final_error(model, eta0 * unit) for eta0 in runner.ETA0_GRID}
     best = min(by_eta0, key=lambda eta0: np.nan_to_num(by_eta0[eta0], nan=np.inf))
     errors.append(by_eta0[best])

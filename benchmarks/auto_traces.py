@@ -135,7 +135,9 @@ def tuned_eta0(problem: Problem, total: int, seeds: int) -> float:
 
 
 def step_decay(eta0: float, total: int) -> optax.GradientTransformation:
-  schedule = osd.fixed_horizon_step_decay_schedule(eta0, total, runner.ALPHA)
+  schedule = osd.fixed_horizon_step_decay_schedule(
+    eta0, total_steps=total, decay_factor=runner.ALPHA
+  )
   return osd.scale_by_tracked_learning_rate(schedule)
 
 

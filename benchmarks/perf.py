@@ -116,11 +116,13 @@ def per_step_cost(quick: bool) -> dict:
     'b: optax.sgd + exponential_decay(staircase)': optax.sgd(
       optax.exponential_decay(lr, 100, 0.5, staircase=True)
     ),
-    'c: optax.sgd + step_decay_schedule': optax.sgd(osd.step_decay_schedule(lr, 2.0, 100)),
-    'd: optax.sgd + multistep (1,000 milestones)': optax.sgd(
-      osd.multistep_decay_schedule(lr, milestones, 1.001)
+    'c: optax.sgd + step_decay_schedule': optax.sgd(
+      osd.step_decay_schedule(lr, decay_factor=2.0, stage_length=100)
     ),
-    'e: step_decay_sgd': osd.step_decay_sgd(lr, 2.0, stage_length=100),
+    'd: optax.sgd + multistep (1,000 milestones)': optax.sgd(
+      osd.multistep_decay_schedule(lr, milestones=milestones, decay_factor=1.001)
+    ),
+    'e: step_decay_sgd': osd.step_decay_sgd(lr, decay_factor=2.0, stage_length=100),
   }
   runs = {name: mlp_train_steps(tx, x, y, num_steps, 128) for name, tx in variants.items()}
   medians = interleaved_medians(runs, repeats=5 if quick else 21)
@@ -184,18 +186,18 @@ def memory_bound_cost(quick: bool) -> dict:
   lr, total = 0.01, num_steps
   sgd = optax.sgd(lr, momentum=0.9)
   staircase = optax.exponential_decay(lr, total // 4, 0.5, staircase=True)
-  ours_staircase = osd.step_decay_schedule(lr, 2.0, total // 4)
+  ours_staircase = osd.step_decay_schedule(lr, decay_factor=2.0, stage_length=total // 4)
   plain = 'optax.sgd(momentum) alone'
   sgd_ema = optax.chain(sgd, parameter_ema())
   ema = 'optax.sgd(momentum) + an EMA of the iterates (optax.incremental_update)'
   pairs = {  # name: (ours, the plain-optax counterpart, what the counterpart is)
     'step_decay_sgd (momentum)': (
-      osd.step_decay_sgd(lr, 2.0, stage_length=total // 4, momentum=0.9),
+      osd.step_decay_sgd(lr, decay_factor=2.0, stage_length=total // 4, momentum=0.9),
       optax.sgd(staircase, momentum=0.9),
       'optax.sgd(exponential_decay(staircase), momentum)',
     ),
     'with_linear_warmup(step decay)': (
-      optax.sgd(osd.with_linear_warmup(ours_staircase, 10), 0.9),
+      optax.sgd(osd.with_linear_warmup(ours_staircase, warmup_steps=10), 0.9),
       optax.sgd(optax.join_schedules([optax.linear_schedule(0.0, lr, 10), staircase], [10]), 0.9),
       'optax.sgd(join_schedules(linear, staircase), momentum)',
     ),
@@ -259,7 +261,7 @@ def milestone_scaling(quick: bool) -> dict:
   for size in sizes:
     milestones = list(range(7, 7 * size + 1, 7))
     schedules = {
-      'ours': osd.multistep_decay_schedule(1.0, milestones, 1.0001),
+      'ours': osd.multistep_decay_schedule(1.0, milestones=milestones, decay_factor=1.0001),
       'optax': optax.piecewise_constant_schedule(1.0, {m: 0.9999 for m in milestones}),
     }
     row: dict = {'milestones': size}
@@ -291,7 +293,7 @@ def sweep(quick: bool) -> dict:
   grid_init, grid_alpha = (a.reshape(-1) for a in np.meshgrid(inits, alphas, indexing='ij'))
   # The horizon's stage count depends on alpha: computed exactly on the host,
   # then passed to the vmapped program as integer arrays.
-  grid_stages = np.array([osd.horizon_num_stages(num_steps, a) for a in grid_alpha])
+  grid_stages = np.array([osd.horizon_num_stages(num_steps, decay_factor=a) for a in grid_alpha])
   grid_length = num_steps // grid_stages
   configs = tuple(jnp.asarray(a) for a in (grid_init, grid_alpha, grid_length, grid_stages))
   indices = jax.random.randint(jax.random.key(0), (num_steps, batch), 0, x.shape[0])
@@ -303,7 +305,9 @@ def sweep(quick: bool) -> dict:
 
   def step(w, t, idx, config):
     init_value, decay_factor, length, stages = config
-    schedule = osd.step_decay_schedule(init_value, decay_factor, length, num_stages=stages)
+    schedule = osd.step_decay_schedule(
+      init_value, decay_factor=decay_factor, stage_length=length, num_stages=stages
+    )
     return w - schedule(t) * jax.grad(loss_fn)(w, x[idx], y[idx])
 
   def train_with(schedule):
@@ -316,7 +320,11 @@ def sweep(quick: bool) -> dict:
 
   def train(*config):
     init_value, decay_factor, length, stages = config
-    return train_with(osd.step_decay_schedule(init_value, decay_factor, length, num_stages=stages))
+    return train_with(
+      osd.step_decay_schedule(
+        init_value, decay_factor=decay_factor, stage_length=length, num_stages=stages
+      )
+    )
 
   def optax_way():  # a schedule closure per configuration: each run is traced and compiled anew
     losses = []
@@ -392,11 +400,13 @@ def throughput(quick: bool) -> dict:
   counts = jnp.arange(n, dtype=jnp.int32)
   pairs = {
     'step decay vs exponential_decay(staircase)': (
-      osd.step_decay_schedule(1.0, 2.0, 1000),
+      osd.step_decay_schedule(1.0, decay_factor=2.0, stage_length=1000),
       optax.exponential_decay(1.0, 1000, 0.5, staircase=True),
     ),
     'multistep (10) vs piecewise_constant (10)': (
-      osd.multistep_decay_schedule(1.0, list(range(1000, 10_001, 1000)), 2.0),
+      osd.multistep_decay_schedule(
+        1.0, milestones=list(range(1000, 10_001, 1000)), decay_factor=2.0
+      ),
       optax.piecewise_constant_schedule(1.0, {m: 0.5 for m in range(1000, 10_001, 1000)}),
     ),
   }

@@ -95,13 +95,15 @@ def unit_schedules(total: int) -> dict[str, Callable]:
   """Every step size with eta0 = 1, for a horizon of `total` steps."""
   beta = (EXP_B / total) ** (1 / total)
   return {
-    STEP_DECAY: osd.fixed_horizon_step_decay_schedule(1.0, total, ALPHA),
+    STEP_DECAY: osd.fixed_horizon_step_decay_schedule(1.0, total_steps=total, decay_factor=ALPHA),
     'constant': lambda t: jnp.ones_like(t, jnp.float32),
     'inv_t': lambda t: 1 / (1 + t / INV_T0),
     'inv_sqrt_t': lambda t: 1 / (1 + jnp.sqrt(t / INV_T0)),
     'exponential': lambda t: beta**t,
     'cosine': lambda t: 0.5 * (1 + jnp.cos(jnp.pi * t / total)),
-    'geometric': osd.geometric_stage_decay_schedule(1.0, HAZAN_KALE_FIRST, 2.0, 2.0),
+    'geometric': osd.geometric_stage_decay_schedule(
+      1.0, first_stage_length=HAZAN_KALE_FIRST, decay_factor=2.0, stage_growth=2.0
+    ),
   }
 
 

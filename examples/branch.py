@@ -91,7 +91,9 @@ def run(
   for checkpoint, length in zip(checkpoints, lengths, strict=True):
     carry = train_segment(wsd, carry, done, checkpoint)  # the stable run, saved here
     done = checkpoint
-    cooled = jax.vmap(lambda s, d=length - checkpoint: osd.start_cooldown(s, d, '1-sqrt'))
+    cooled = jax.vmap(
+      lambda s, d=length - checkpoint: osd.start_cooldown(s, decay_steps=d, shape='1-sqrt')
+    )
     branch = train_segment(wsd, (*carry[:2], cooled(carry[2])), checkpoint, length)
     for key, value in zip(final[BRANCHED], evaluate(branch, data), strict=True):
       final[BRANCHED][key].append(np.asarray(value))

@@ -81,7 +81,7 @@ def _prepare_step_decay(alpha: float | None, budget: Budget) -> Hyper:
   # The paper's prescription: N = floor(log_alpha T) stages of T // N updates, the last
   # to the end (the authors' deep-net code halves N; at these budgets that leaves
   # one or two stages).
-  num_stages = osd.horizon_num_stages(budget.total_steps, alpha)
+  num_stages = osd.horizon_num_stages(budget.total_steps, decay_factor=alpha)
   return {
     'alpha': alpha,
     'stage_length': budget.total_steps // num_stages,
@@ -92,14 +92,17 @@ def _prepare_step_decay(alpha: float | None, budget: Budget) -> Hyper:
 def _step_decay(eta0, hyper: Hyper, budget: Budget) -> optax.Schedule:
   del budget
   return osd.step_decay_schedule(
-    eta0, hyper['alpha'], hyper['stage_length'], num_stages=hyper['num_stages']
+    eta0,
+    decay_factor=hyper['alpha'],
+    stage_length=hyper['stage_length'],
+    num_stages=hyper['num_stages'],
   )
 
 
 def _multistep(eta0, hyper: Hyper, budget: Budget) -> optax.Schedule:
   del hyper
   return osd.multistep_decay_schedule(
-    eta0, [budget.total_steps // 2, (3 * budget.total_steps) // 4], 10.0
+    eta0, milestones=[budget.total_steps // 2, (3 * budget.total_steps) // 4], decay_factor=10.0
   )
 
 
@@ -160,7 +163,9 @@ def _plateau(eta0, hyper: Hyper, budget: Budget, momentum: float) -> optax.Gradi
 def _auto(eta0, hyper: Hyper, budget: Budget, momentum: float) -> optax.GradientTransformation:
   del hyper
   epoch = budget.steps_per_epoch  # no horizon: a test every epoch, stages of two or more
-  auto = osd.auto_step_decay(eta0, 10.0, test_interval=epoch, min_stage_length=2 * epoch)
+  auto = osd.auto_step_decay(
+    eta0, decay_factor=10.0, test_interval=epoch, min_stage_length=2 * epoch
+  )
   return _sgd(auto, momentum)
 
 

@@ -31,7 +31,7 @@ from optax_stepdecay._transforms import step_decay_sgd
 from optax_stepdecay._warmup import with_linear_warmup
 from optax_stepdecay._wsd import wsd_schedule
 
-__version__ = '0.1.0'
+__version__ = '0.2.0'
 
 __all__ = (
   'AutoStepDecayState',

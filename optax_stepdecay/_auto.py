@@ -12,9 +12,10 @@ from jax.scipy.special import ndtri
 
 from optax_stepdecay import _validation as check
 from optax_stepdecay._counts import as_float
-from optax_stepdecay._counts import compute_dtype
 from optax_stepdecay._counts import float_dtype
 from optax_stepdecay._counts import is_traced
+from optax_stepdecay._counts import new_count
+from optax_stepdecay._counts import scale_updates
 from optax_stepdecay._counts import statistics_dtype
 
 
@@ -137,8 +138,8 @@ def close_batch(
 
 def auto_step_decay(
   init_value: float,
-  decay_factor: float = 10.0,
   *,
+  decay_factor: float = 10.0,
   test_interval: int,
   min_stage_length: int,
   confidence: float = 0.95,
@@ -199,7 +200,7 @@ def auto_step_decay(
   wrap the chain in ``optax.apply_if_finite``::
 
     tx = optax.apply_if_finite(
-      optax.chain(optax.trace(0.9), osd.auto_step_decay(0.1, 10.0, test_interval=100,
+      optax.chain(optax.trace(0.9), osd.auto_step_decay(0.1, decay_factor=10.0, test_interval=100,
                                                         min_stage_length=1000)),
       max_consecutive_errors=5,
     )
@@ -292,19 +293,18 @@ def auto_step_decay(
         'max_batches sets the shape of the state and must be concrete, not traced (under '
         "optax.inject_hyperparams leave it out or list 'max_batches' in static_args)."
       )
-    zero = jnp.zeros([], jnp.int32)
     dtype = statistics_dtype(params)
     return AutoStepDecayState(
-      count=zero,
-      learning_rate=jnp.asarray(init_value, float_dtype()),
-      stage=zero,
-      stage_step=zero,
+      count=new_count(),
+      learning_rate=jnp.array(init_value, float_dtype()),
+      stage=new_count(),
+      stage_step=new_count(),
       reference=optax.tree.zeros_like(params),
       batch_start=jax.tree.map(jnp.copy, params),
       running=jnp.zeros([2], dtype),
       history=jnp.zeros([int(max_batches), 2], dtype),
-      num_batches=zero,
-      num_nonfinite=zero,
+      num_batches=new_count(),
+      num_nonfinite=new_count(),
     )
 
   def update_fn(updates, state, params=None):
@@ -318,9 +318,7 @@ def auto_step_decay(
     lr = jnp.maximum(jnp.asarray(init_value, rate_dtype) / divisor, floor).astype(rate_dtype)
 
     def scaled(directions: optax.Updates) -> optax.Updates:
-      return jax.tree.map(
-        lambda d: (-lr.astype(compute_dtype(d.dtype)) * d).astype(d.dtype), directions
-      )
+      return scale_updates(-lr, directions)
 
     directions, updates = updates, scaled(updates)
     # ‖u‖² as η²‖d‖²: summing the directions, which are already in memory, spares writing

@@ -12,6 +12,8 @@ import optax
 from optax_stepdecay import _state as states
 from optax_stepdecay import _validation as check
 from optax_stepdecay._counts import float_dtype
+from optax_stepdecay._counts import new_count
+from optax_stepdecay._counts import scale_updates
 from optax_stepdecay._stage_schedule import check_learning_rate
 from optax_stepdecay._wsd import DECAY_SHAPES
 from optax_stepdecay._wsd import check_end
@@ -53,7 +55,7 @@ def scale_by_cooldown(
 
   Updates are u_t = -η_t g_t with t the number of earlier updates (0 on the
   first). Until a cooldown starts, η_t = s(t) = ``learning_rate(t)``; once
-  ``start_cooldown(state, D, shape)`` has set its start c (the count of the
+  ``start_cooldown(state, decay_steps=D, shape=shape)`` has set its start c (the count of the
   next update)::
 
     η_t = s(t)                            for t < c
@@ -97,7 +99,7 @@ def scale_by_cooldown(
     >>> tx = osd.scale_by_cooldown(1.0)
     >>> state = tx.init(jnp.zeros(1))
     >>> _, state = tx.update(jnp.ones(1), state)
-    >>> state = osd.start_cooldown(state, 4, 'linear')
+    >>> state = osd.start_cooldown(state, decay_steps=4, shape='linear')
     >>> rates = []
     >>> for _ in range(5):
     ...   _, state = tx.update(jnp.ones(1), state)
@@ -123,14 +125,16 @@ def scale_by_cooldown(
 
   def init_fn(params: optax.Params) -> CooldownState:
     del params
-    zero = jnp.zeros([], jnp.int32)
-    state = CooldownState(zero, jnp.zeros([], float_dtype()), zero - 1, zero, zero)
+    unset = jnp.full([], -1, jnp.int32)
+    state = CooldownState(
+      new_count(), jnp.zeros([], float_dtype()), unset, new_count(), new_count()
+    )
     return state._replace(learning_rate=rate(state))
 
   def update_fn(updates, state, params=None):
     del params
     step_size = rate(state)
-    updates = jax.tree.map(lambda g: (sign * step_size * g).astype(g.dtype), updates)
+    updates = scale_updates(sign * step_size, updates)
     count = optax.safe_increment(state.count)
     return updates, state._replace(count=count, learning_rate=step_size)
 
@@ -138,7 +142,7 @@ def scale_by_cooldown(
 
 
 def start_cooldown(
-  opt_state: Any, decay_steps: int, shape: str = '1-sqrt', *, when: jax.typing.ArrayLike = True
+  opt_state: Any, *, decay_steps: int, shape: str = '1-sqrt', when: jax.typing.ArrayLike = True
 ) -> Any:
   """Starts the cooldown of every :func:`scale_by_cooldown` state at the current count.
 
@@ -152,7 +156,7 @@ def start_cooldown(
   start it from a state saved before the first. Pure and jittable;
   ``decay_steps`` may be traced (several branches at once under
   ``jax.vmap``). With Flax, ``optimizer.opt_state =
-  osd.start_cooldown(optimizer.opt_state, D)``, also inside ``nnx.jit``.
+  osd.start_cooldown(optimizer.opt_state, decay_steps=D)``, also inside ``nnx.jit``.
 
   Start it when you choose: at a planned count, from a restored checkpoint,
   or when a test fires, with ``when`` (a boolean array, ``False``: no
@@ -165,7 +169,7 @@ def start_cooldown(
       osd.auto_step_decay(1.0, decay_factor=1.0, test_interval=100, min_stage_length=1000),
     )
     ...  # after each update:
-    state = osd.start_cooldown(state, 2000, when=state[1].stage > 0)
+    state = osd.start_cooldown(state, decay_steps=2000, when=state[1].stage > 0)
 
   Args:
     opt_state: an optimizer state holding at least one :class:`CooldownState`.
@@ -187,8 +191,8 @@ def start_cooldown(
   Example:
     >>> import jax.numpy as jnp, optax_stepdecay as osd
     >>> tx = osd.scale_by_cooldown(osd.wsd_schedule(1.0, warmup_steps=10))
-    >>> state = osd.start_cooldown(tx.init(jnp.zeros(1)), 100, 'cosine')
-    >>> int(state.cooldown_start), int(osd.start_cooldown(state, 5).cooldown_steps)
+    >>> state = osd.start_cooldown(tx.init(jnp.zeros(1)), decay_steps=100, shape='cosine')
+    >>> int(state.cooldown_start), int(osd.start_cooldown(state, decay_steps=5).cooldown_steps)
     (0, 100)
   """
   check.check_count('decay_steps', decay_steps, minimum=0)

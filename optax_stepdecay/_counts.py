@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import numbers
 from typing import Any
-from typing import cast
 
 import jax
 import jax.numpy as jnp
@@ -62,13 +61,28 @@ def statistics_dtype(params: Any) -> np.dtype:
   return np.dtype(jnp.finfo(promoted).dtype)
 
 
-def compute_dtype(dtype: Any) -> np.dtype:
-  """The dtype a scalar multiplies an array of ``dtype`` in: ``dtype``, at least float32.
-
-  A float64 step size (under x64) scaling float32 updates is cast to float32
-  first, so the multiplication costs what it did with float32 step sizes.
-  """
+def accumulator_dtype(dtype: Any) -> np.dtype:
+  """The dtype a running average of arrays of ``dtype`` is kept in: ``dtype``, at least float32."""
   return np.dtype(jnp.promote_types(dtype, jnp.float32))
+
+
+def scale_updates(factor: jax.Array, updates: Any) -> Any:
+  """Every leaf of ``updates`` times the scalar ``factor``, in the leaf's own dtype.
+
+  The factor is cast to each leaf's dtype first, as ``optax.scale_by_learning_rate``
+  does: a float32 (or, under x64, float64) step size scaling bfloat16 or float32
+  updates makes no wider copy of a parameter-sized array.
+  """
+  return jax.tree.map(lambda u: factor.astype(u.dtype) * u, updates)
+
+
+def new_count() -> jax.Array:
+  """A fresh int32 zero for a state's counter.
+
+  Each field gets its own buffer: fields sharing one could not be donated
+  (``jax.jit(..., donate_argnums=...)`` refuses to donate a buffer twice).
+  """
+  return jnp.zeros([], jnp.int32)
 
 
 def max_count() -> int:
@@ -91,18 +105,6 @@ def as_float(value: object, dtype: Any = None) -> np.ndarray | jax.Array:
   if isinstance(value, jax.Array):  # traced values included
     return jnp.asarray(value, dtype)
   return np.asarray(value, dtype)
-
-
-def as_weak_float(value: object) -> float | jax.Array:
-  """A real hyperparameter that scales arrays without changing their dtype.
-
-  Concrete values become Python floats, which JAX types weakly: a bfloat16
-  array times one stays bfloat16. Traced values (``optax.inject_hyperparams``)
-  have a dtype of their own and become float32 arrays.
-  """
-  if isinstance(value, jax.Array):
-    return jnp.asarray(value, jnp.float32)
-  return float(cast(Any, value))
 
 
 def _host_count(count: object) -> np.ndarray:

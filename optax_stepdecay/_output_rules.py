@@ -13,9 +13,10 @@ import optax
 
 from optax_stepdecay import _state as states
 from optax_stepdecay import _validation as check
-from optax_stepdecay._counts import compute_dtype
+from optax_stepdecay._counts import accumulator_dtype
 from optax_stepdecay._counts import count_dtype
 from optax_stepdecay._counts import float_dtype
+from optax_stepdecay._counts import new_count
 from optax_stepdecay._counts import statistics_dtype
 from optax_stepdecay._stage_schedule import StageSchedule
 
@@ -45,13 +46,18 @@ class AverageState(NamedTuple):
     count: updates seen so far.
     stage: the stage of the last update (stage averages restart when it changes).
     num_averaged: how many iterates the average holds.
-    average: the running average (the latest iterate while none is averaged).
+    average: the running average (the latest iterate while none is averaged), in
+      the parameters' dtype promoted to at least float32: a bfloat16 average
+      would stop moving once 1/n falls below its precision.
+    params_like: arrays of size 0 in the parameters' dtypes, from which
+      :func:`output_params` reads the dtype to return the average in.
   """
 
   count: jax.Array  # type: ignore[assignment]  # optax names it so
   stage: jax.Array
   num_averaged: jax.Array
   average: optax.Params
+  params_like: optax.Params
 
 
 def sample_iterate(
@@ -100,7 +106,7 @@ def sample_iterate(
 
   Example:
     >>> import jax.numpy as jnp, optax, optax_stepdecay as osd
-    >>> schedule = osd.step_decay_schedule(1.0, 2.0, 5)
+    >>> schedule = osd.step_decay_schedule(1.0, decay_factor=2.0, stage_length=5)
     >>> tx = optax.chain(optax.sgd(schedule), osd.sample_iterate(schedule, seed=3))
     >>> params = jnp.zeros(2)
     >>> state = tx.init(params)
@@ -134,11 +140,11 @@ def sample_iterate(
 
   def init_fn(params: optax.Params) -> SampledIterateState:
     return SampledIterateState(
-      count=jnp.zeros([], jnp.int32),
+      count=new_count(),
       key=jax.random.PRNGKey(seed),
       total_weight=jnp.zeros([], statistics_dtype(params)),
       iterate=jax.tree.map(jnp.array, params),
-      sampled_step=jnp.zeros([], jnp.int32),
+      sampled_step=new_count(),
     )
 
   def update_fn(updates, state, params=None):
@@ -147,7 +153,9 @@ def sample_iterate(
     w = weight(state.count).astype(state.total_weight.dtype)
     total = state.total_weight + w
     key, subkey = jax.random.split(state.key)
-    take = jax.random.uniform(subkey) * total < w  # probability w / total, 0 when total is 0
+    # Drawn in float32 whatever jax_enable_x64 says: the same seed samples the same iterates.
+    draw = jax.random.uniform(subkey, dtype=jnp.float32).astype(total.dtype)
+    take = draw * total < w  # probability w / total, 0 when total is 0
     iterate = jax.tree.map(lambda new, old: jnp.where(take, new, old), params, state.iterate)
     return updates, SampledIterateState(
       count=optax.safe_increment(state.count),
@@ -164,8 +172,9 @@ def _averaging(restart_index) -> optax.GradientTransformation:
   """Averages the iterates x_{t+1} = params + updates; restart_index(t) says when to start anew."""
 
   def init_fn(params: optax.Params) -> AverageState:
-    zero = jnp.zeros([], jnp.int32)
-    return AverageState(zero, zero, zero, jax.tree.map(jnp.array, params))
+    average = jax.tree.map(lambda p: jnp.array(p, accumulator_dtype(p.dtype)), params)
+    like = jax.tree.map(lambda p: jnp.zeros([0], p.dtype), params)
+    return AverageState(new_count(), new_count(), new_count(), average, like)
 
   def update_fn(updates, state, params=None):
     if params is None:
@@ -175,10 +184,10 @@ def _averaging(restart_index) -> optax.GradientTransformation:
     num = jnp.where(restart, 0, state.num_averaged)
 
     def step(average, x, u):
-      # The weight in the average's dtype, at least float32 (the statistics' rule).
-      weight = 1 / (num + 1).astype(compute_dtype(average.dtype))
-      new = x + u
-      return jnp.where(restart, new, average + weight * (new - average)).astype(average.dtype)
+      # The iterate as the parameters hold it, averaged in the average's dtype.
+      new = (x + u).astype(x.dtype).astype(average.dtype)
+      weight = 1 / (num + 1).astype(average.dtype)
+      return jnp.where(restart, new, average + weight * (new - average))
 
     average = jax.tree.map(step, state.average, params, updates)
     return updates, AverageState(
@@ -186,6 +195,7 @@ def _averaging(restart_index) -> optax.GradientTransformation:
       stage=stage.astype(jnp.int32),
       num_averaged=jnp.where(averaging, num + 1, 0),
       average=average,
+      params_like=state.params_like,
     )
 
   return optax.GradientTransformation(init_fn, update_fn)
@@ -243,26 +253,62 @@ def suffix_average(start_step: int) -> optax.GradientTransformation:
   return _averaging(lambda t: (jnp.zeros([], jnp.int32), t >= start_step))
 
 
+def _point(state: SampledIterateState | AverageState) -> optax.Params:
+  """The point a state keeps, in the parameters' dtypes."""
+  if isinstance(state, SampledIterateState):
+    return states.read_tree(state.iterate)
+  average, like = states.read_tree(state.average), states.read_tree(state.params_like)
+  return jax.tree.map(lambda average, like: average.astype(like.dtype), average, like)
+
+
 def output_params(opt_state: Any) -> optax.Params:
   """The point kept by :func:`sample_iterate`, :func:`stage_average` or :func:`suffix_average`.
+
+  Parameter groups: when the output rules are in the groups of an
+  ``optax.multi_transform``, each group's point fills that group's
+  parameters, and the result is shaped like all the parameters (every
+  group needs an output rule). An output rule inside an ``optax.masked``
+  covers some parameters only: it is refused, with the place to read it from.
 
   Args:
     opt_state: an optimizer state holding one of their states, in any nesting
       (``optax.chain``, ``optax.inject_hyperparams``, ``optax.MultiSteps``,
       ``optax.multi_transform``, an ``nnx.Optimizer``'s ``opt_state``). With
-      several, the first :func:`sample_iterate` state is used, or if there is
-      none the first average.
+      several for the same parameters, the first :func:`sample_iterate` state
+      is used, or if there is none the first average; one outside the
+      parameter groups is used before those inside.
 
   Returns:
-    The sampled iterate or the average, shaped like the parameters.
+    The sampled iterate or the average, shaped like the parameters and in their
+    dtypes (averages are kept in at least float32 and read back).
 
   Raises:
-    ValueError: the state holds none of them.
+    ValueError: the state holds none of them, holds one inside an
+      ``optax.masked``, or a parameter group has none.
 
   References:
     Wang, Magnússon and Johansson, "On the Convergence of Step Decay Step-Size for
     Stochastic Optimization", NeurIPS 2021, the output rule: https://arxiv.org/abs/2102.09393
+
+  Example:
+    >>> import jax.numpy as jnp, optax, optax_stepdecay as osd
+    >>> def sgd_averaged(learning_rate):
+    ...   return optax.chain(optax.sgd(learning_rate), osd.suffix_average(0))
+    >>> tx = optax.multi_transform({'body': sgd_averaged(0.1), 'head': sgd_averaged(0.01)},
+    ...                            {'w': 'body', 'out': 'head'})
+    >>> params = {'w': jnp.ones(3), 'out': jnp.ones(2)}
+    >>> updates, state = tx.update(params, tx.init(params), params)
+    >>> osd.output_params(state)
+    {'out': Array([0.99, 0.99], dtype=float32), 'w': Array([0.9, 0.9, 0.9], dtype=float32)}
   """
-  for node in states.find(opt_state, [SampledIterateState, AverageState]):
-    return node.iterate if isinstance(node, SampledIterateState) else node.average
-  raise ValueError('opt_state holds no sample_iterate, stage_average or suffix_average state.')
+  found = states.locate(opt_state, [SampledIterateState, AverageState])
+  if not found:
+    raise ValueError('opt_state holds no sample_iterate, stage_average or suffix_average state.')
+  states.check_unmasked(found, 'an output rule')
+  groups = states.by_group(found)
+  if () in groups:
+    return _point(groups[()][0].value)
+  return states.merge_groups(
+    [_point(group[0].value) for group in groups.values()],
+    'sample_iterate, stage_average or suffix_average: chain an output rule into every group',
+  )

@@ -11,9 +11,10 @@ import optax
 
 from optax_stepdecay import _validation as check
 from optax_stepdecay._counts import as_float
-from optax_stepdecay._counts import compute_dtype
 from optax_stepdecay._counts import float_dtype
 from optax_stepdecay._counts import is_traced
+from optax_stepdecay._counts import new_count
+from optax_stepdecay._counts import scale_updates
 
 
 class ReduceOnPlateauState(NamedTuple):
@@ -49,18 +50,17 @@ _NONFINITE = ('ignore', 'bad')
 def _init(params: optax.Params) -> ReduceOnPlateauState:
   """The state before any metric."""
   del params
-  zero = jnp.zeros([], jnp.int32)
   dtype = float_dtype()  # no parameters to follow: the dtype of step sizes
   return ReduceOnPlateauState(
     scale=jnp.ones([], dtype),
     best_value=jnp.asarray(jnp.inf, dtype),
-    plateau_count=zero,
-    cooldown_count=zero,
-    count=zero,
+    plateau_count=new_count(),
+    cooldown_count=new_count(),
+    count=new_count(),
     accumulated_value=jnp.zeros([], dtype),
-    num_cuts=zero,
-    accumulated_finite=zero,
-    num_nonfinite=zero,
+    num_cuts=new_count(),
+    accumulated_finite=new_count(),
+    num_nonfinite=new_count(),
   )
 
 
@@ -106,6 +106,7 @@ def _check_choice(name: str, value: object, choices: tuple[str, str]) -> None:
 
 def reduce_on_plateau(
   decay_factor: float = 10.0,
+  *,
   patience: int = 10,
   mode: str = 'min',
   threshold: float = 1e-4,
@@ -257,10 +258,6 @@ def reduce_on_plateau(
         finite, state.num_nonfinite, optax.safe_increment(state.num_nonfinite)
       ),
     )
-    scale = state.scale
-    updates = jax.tree.map(
-      lambda u: (scale.astype(compute_dtype(u.dtype)) * u).astype(u.dtype), updates
-    )
-    return updates, state
+    return scale_updates(state.scale, updates), state
 
   return optax.GradientTransformationExtraArgs(_init, update_fn)

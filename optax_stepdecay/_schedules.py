@@ -80,7 +80,9 @@ def _arithmetic_stage_index(
     start, size = as_count_constant(begin), as_count_constant(length)
     index = jnp.where(t >= start, (t - start) // size, 0).astype(t.dtype)
     if num_stages is not None:
-      last = num_stages - 1 if is_traced(num_stages) else min(num_stages - 1, max_count())
+      last: Any = num_stages - 1
+      if not is_traced(num_stages):  # a Python, NumPy or JAX integer, or an array of them
+        last = np.minimum(np.asarray(num_stages, dtype=np.int64) - 1, max_count())
       index = jnp.minimum(index, as_count_constant(last))
     return index
 
@@ -177,9 +179,9 @@ def _check_arithmetic_boundaries(stage_length, num_stages, transition_begin) -> 
 @register
 def step_decay_schedule(
   init_value: jax.typing.ArrayLike,
+  *,
   decay_factor: jax.typing.ArrayLike,
   stage_length: jax.typing.ArrayLike,
-  *,
   num_stages: int | None = None,
   transition_begin: int = 0,
   end_value: float | None = None,
@@ -285,7 +287,7 @@ def _step_decay(
   )
 
 
-def horizon_num_stages(total_steps: int, decay_factor: float) -> int:
+def horizon_num_stages(total_steps: int, *, decay_factor: float) -> int:
   """The paper's number of stages for a budget of T steps: ⌊log_α T⌋.
 
   Computed exactly: the largest N with α^N ≤ T, at
@@ -295,7 +297,7 @@ def horizon_num_stages(total_steps: int, decay_factor: float) -> int:
   that N exceeds 10,000 the logarithm is used.
 
   The authors' deep-network runs used half as many stages,
-  ``max(1, horizon_num_stages(T, alpha) // 2)``, which equals
+  ``max(1, horizon_num_stages(T, decay_factor=alpha) // 2)``, which equals
   ⌊log_α T / 2⌋ (at least 1).
 
   Args:
@@ -315,7 +317,7 @@ def horizon_num_stages(total_steps: int, decay_factor: float) -> int:
 
   Example:
     >>> import optax_stepdecay as osd
-    >>> osd.horizon_num_stages(1000, 10.0), osd.horizon_num_stages(243, 3)
+    >>> osd.horizon_num_stages(1000, decay_factor=10.0), osd.horizon_num_stages(243, decay_factor=3)
     (3, 5)
   """
   check.check_integer('total_steps', total_steps, minimum=1)
@@ -343,9 +345,9 @@ def horizon_num_stages(total_steps: int, decay_factor: float) -> int:
 @register
 def fixed_horizon_step_decay_schedule(
   init_value: jax.typing.ArrayLike,
+  *,
   total_steps: int,
   decay_factor: jax.typing.ArrayLike,
-  *,
   num_stages: int | None = None,
 ) -> StageSchedule:
   """Step decay for a known budget of T steps: the paper's horizon prescription.
@@ -358,7 +360,7 @@ def fixed_horizon_step_decay_schedule(
     η_t = η₀ / α^min(⌊t / S⌋, N - 1)
 
   For deep networks the authors used half as many stages; express that as
-  ``num_stages=max(1, horizon_num_stages(T, alpha) // 2)``.
+  ``num_stages=max(1, horizon_num_stages(T, decay_factor=alpha) // 2)``.
 
   Args:
     init_value: η₀ > 0.
@@ -381,7 +383,7 @@ def fixed_horizon_step_decay_schedule(
 
   Example:
     >>> import optax_stepdecay as osd
-    >>> schedule = osd.fixed_horizon_step_decay_schedule(1.0, 1000, 10.0)
+    >>> schedule = osd.fixed_horizon_step_decay_schedule(1.0, total_steps=1000, decay_factor=10.0)
     >>> print(schedule.stage_table())
     stage         start           end  value
         0             0           333  1
@@ -394,7 +396,7 @@ def fixed_horizon_step_decay_schedule(
   check.check_reachable('total_steps', total_steps, int(total_steps) - 1, 'its last update')
   check.check_decay_factor('decay_factor', decay_factor)
   if num_stages is None:
-    stages = horizon_num_stages(total_steps, decay_factor)  # type: ignore[arg-type]
+    stages = horizon_num_stages(total_steps, decay_factor=decay_factor)  # type: ignore[arg-type]
   else:
     _require_concrete('num_stages', num_stages, 'stage lengths are computed on the host')
     check.check_integer('num_stages', num_stages, minimum=1)
@@ -420,9 +422,9 @@ def fixed_horizon_step_decay_schedule(
 @register
 def multistep_decay_schedule(
   init_value: jax.typing.ArrayLike,
+  *,
   milestones: Sequence[int],
   decay_factor: jax.typing.ArrayLike = 10.0,
-  *,
   steps_per_epoch: int | None = None,
   total_steps: int | None = None,
 ) -> StageSchedule:
@@ -465,7 +467,9 @@ def multistep_decay_schedule(
 
   Example:
     >>> import optax_stepdecay as osd
-    >>> schedule = osd.multistep_decay_schedule(0.1, [2, 4], 10.0, steps_per_epoch=100)
+    >>> schedule = osd.multistep_decay_schedule(
+    ...   0.1, milestones=[2, 4], decay_factor=10.0, steps_per_epoch=100
+    ... )
     >>> [round(float(schedule(t)), 6) for t in (199, 200, 399, 400)]
     [0.1, 0.01, 0.01, 0.001]
   """
@@ -522,7 +526,7 @@ def _fraction_milestones(
 
 @register
 def stagewise_schedule(
-  boundaries: Sequence[int], values: Sequence[float] | jax.typing.ArrayLike
+  boundaries: Sequence[int], *, values: Sequence[float] | jax.typing.ArrayLike
 ) -> StageSchedule:
   """A constant value per stage: ``values[i]`` on ``[boundaries[i-1], boundaries[i])``.
 
@@ -548,7 +552,7 @@ def stagewise_schedule(
 
   Example:
     >>> import optax_stepdecay as osd
-    >>> schedule = osd.stagewise_schedule([10, 20], [0.5, 0.2, 0.05])
+    >>> schedule = osd.stagewise_schedule([10, 20], values=[0.5, 0.2, 0.05])
     >>> [round(float(schedule(t)), 6) for t in (9, 10, 19, 20)]
     [0.5, 0.2, 0.2, 0.05]
   """
@@ -609,10 +613,10 @@ def _geometric_boundaries(first: int, growth: float, num_stages: int | None) -> 
 @register
 def geometric_stage_decay_schedule(
   init_value: jax.typing.ArrayLike,
+  *,
   first_stage_length: int,
   decay_factor: jax.typing.ArrayLike = 2.0,
   stage_growth: float = 2.0,
-  *,
   num_stages: int | None = None,
 ) -> StageSchedule:
   """Stages that grow geometrically: Hazan and Kale's epoch doubling.

@@ -287,7 +287,7 @@ def schedule_from_dict(config: dict[str, Any]) -> StageSchedule:
 
   Example:
     >>> import optax_stepdecay as osd
-    >>> schedule = osd.step_decay_schedule(0.1, 10.0, stage_length=100)
+    >>> schedule = osd.step_decay_schedule(0.1, decay_factor=10.0, stage_length=100)
     >>> rebuilt = osd.schedule_from_dict(schedule.to_dict())
     >>> rebuilt.to_dict() == schedule.to_dict(), float(rebuilt(250))
     (True, 0.0010000000474974513)

@@ -14,9 +14,10 @@ from optax_stepdecay import _state as states
 from optax_stepdecay import _validation as check
 from optax_stepdecay._auto import AutoStepDecayState
 from optax_stepdecay._cooldown import CooldownState
-from optax_stepdecay._counts import as_weak_float
 from optax_stepdecay._counts import float_dtype
 from optax_stepdecay._counts import is_traced
+from optax_stepdecay._counts import new_count
+from optax_stepdecay._counts import scale_updates
 from optax_stepdecay._plateau import ReduceOnPlateauState
 from optax_stepdecay._schedules import fixed_horizon_step_decay_schedule
 from optax_stepdecay._schedules import step_decay_schedule
@@ -63,7 +64,8 @@ def scale_by_tracked_learning_rate(
 
   Example:
     >>> import jax.numpy as jnp, optax_stepdecay as osd
-    >>> tx = osd.scale_by_tracked_learning_rate(osd.step_decay_schedule(1.0, 2.0, 1))
+    >>> schedule = osd.step_decay_schedule(1.0, decay_factor=2.0, stage_length=1)
+    >>> tx = osd.scale_by_tracked_learning_rate(schedule)
     >>> state = tx.init(jnp.zeros(2))
     >>> updates, state = tx.update(jnp.ones(2), state)
     >>> updates, state = tx.update(jnp.ones(2), state)
@@ -79,13 +81,14 @@ def scale_by_tracked_learning_rate(
 
   def init_fn(params: optax.Params) -> TrackedLearningRateState:
     del params
-    count = jnp.zeros([], jnp.int32)
-    return TrackedLearningRateState(count=count, learning_rate=rate(count))
+    count = new_count()
+    # A copy: a constant learning rate given as an array must not share its buffer.
+    return TrackedLearningRateState(count=count, learning_rate=jnp.array(rate(count)))
 
   def update_fn(updates, state, params=None):
     del params
     step_size = rate(state.count)
-    updates = jax.tree.map(lambda g: (sign * step_size * g).astype(g.dtype), updates)
+    updates = scale_updates(sign * step_size, updates)
     return updates, TrackedLearningRateState(optax.safe_increment(state.count), step_size)
 
   return optax.GradientTransformation(init_fn, update_fn)
@@ -94,7 +97,7 @@ def scale_by_tracked_learning_rate(
 _RATE_STATES = (TrackedLearningRateState, AutoStepDecayState, CooldownState)
 
 
-def current_learning_rate(opt_state: Any) -> jax.Array:
+def current_learning_rate(opt_state: Any) -> jax.Array | dict[str, jax.Array]:
   """The step size of the most recent update, read from an optimizer state.
 
   Finds the first :class:`TrackedLearningRateState`,
@@ -102,21 +105,44 @@ def current_learning_rate(opt_state: Any) -> jax.Array:
   ``optax.inject_hyperparams`` state with a ``learning_rate``) in any nesting
   of optax states: ``optax.chain``, ``optax.MultiSteps``,
   ``optax.multi_transform`` or a Flax ``nnx.Optimizer``'s ``opt_state``; and
-  multiplies it by the scale of every :func:`reduce_on_plateau` state there.
+  multiplies it by the scale of every :func:`reduce_on_plateau` state that
+  applies to the same parameters.
+
+  Parameter groups: when the step sizes are in the groups of an
+  ``optax.multi_transform``, the answer is a dictionary with one entry per
+  group that has a step size, keyed by the group's label (nested groups'
+  labels joined by ``'/'``); a plateau's scale counts in its own group only
+  (in every group when it is chained outside the ``multi_transform``). A step
+  size inside an ``optax.masked`` applies to some parameters only: it is
+  refused, with the place to read it from.
 
   Args:
     opt_state: an optimizer state.
 
   Returns:
-    The learning rate, a float scalar array (jittable).
+    The learning rate, a float scalar array (jittable), or with parameter
+    groups a dictionary ``{label: learning rate}``.
 
   Raises:
-    ValueError: the state holds no learning rate.
+    ValueError: the state holds no learning rate, holds one inside an
+      ``optax.masked``, or holds some inside parameter groups and some
+      outside.
 
   References:
     The states it reads: :func:`scale_by_tracked_learning_rate`,
     :func:`auto_step_decay`, :func:`scale_by_cooldown`, :func:`reduce_on_plateau` and
     ``optax.inject_hyperparams`` (https://optax.readthedocs.io).
+
+  Example:
+    >>> import jax.numpy as jnp, optax, optax_stepdecay as osd
+    >>> tx = optax.multi_transform(
+    ...   {'body': osd.step_decay_sgd(0.1, decay_factor=10.0, stage_length=100),
+    ...    'head': osd.step_decay_sgd(0.01, decay_factor=10.0, stage_length=100)},
+    ...   {'w': 'body', 'out': 'head'},
+    ... )
+    >>> rates = osd.current_learning_rate(tx.init({'w': jnp.ones(3), 'out': jnp.ones(2)}))
+    >>> {label: round(float(rate), 4) for label, rate in rates.items()}
+    {'body': 0.1, 'head': 0.01}
   """
   # Our states first, also inside inject_hyperparams (auto_step_decay's rate is not a
   # hyperparameter); then inject_hyperparams states that hold a learning_rate.
@@ -128,10 +154,27 @@ def current_learning_rate(opt_state: Any) -> jax.Array:
       'scale_by_tracked_learning_rate (step_decay_sgd does), auto_step_decay '
       'or optax.inject_hyperparams.'
     )
-  rate = states.read(rates[0])
-  for plateau in states.find(opt_state, [ReduceOnPlateauState]):
-    rate = rate * states.read(plateau.scale)
-  return rate
+  plateaus = states.locate(opt_state, [ReduceOnPlateauState])
+  states.check_unmasked(rates + plateaus, 'a learning rate')
+  groups = states.by_group(rates)
+  if () in groups and len(groups) > 1:
+    raise ValueError(
+      'opt_state holds learning rates both outside parameter groups (at '
+      f'{states.where(groups[()][0])}) and inside the optax.multi_transform groups '
+      f'{sorted(states.label(g) for g in groups if g)}: read the part you mean, such as '
+      'the multi_transform state, with current_learning_rate.'
+    )
+
+  def rate_of(group: tuple[str, ...]) -> jax.Array:
+    rate = states.read(groups[group][0].value)
+    for plateau in plateaus:
+      if group[: len(plateau.group)] == plateau.group:  # the plateau's group or a subgroup
+        rate = rate * states.read(plateau.value.scale)
+    return rate
+
+  if () in groups:
+    return rate_of(())
+  return {states.label(group): rate_of(group) for group in groups}
 
 
 def _is_static_zero(value: Any) -> bool:
@@ -139,6 +182,40 @@ def _is_static_zero(value: Any) -> bool:
   ``optax.inject_hyperparams`` they are concrete at init and traced in
   update, and the chain's structure must be the same in both."""
   return isinstance(value, (int, float, np.number)) and value == 0
+
+
+def _in_dtype_of(value: jax.typing.ArrayLike, like: jax.Array) -> jax.Array:
+  """A scalar hyperparameter in ``like``'s dtype, so it scales ``like`` without widening it.
+
+  A traced hyperparameter (a float32 one under ``jax.vmap``) times bfloat16 buffers would
+  otherwise give float32 ones; optax casts a learning rate the same way.
+  """
+  return jnp.asarray(value).astype(like.dtype)
+
+
+def _add_decayed_weights(weight_decay: jax.typing.ArrayLike) -> optax.GradientTransformation:
+  """``optax.add_decayed_weights`` (same state), λ in each parameter's dtype."""
+
+  def update_fn(updates, state, params=None):
+    if params is None:
+      raise ValueError('weight_decay needs params: update(updates, state, params).')
+    decayed = jax.tree.map(lambda g, p: g + _in_dtype_of(weight_decay, p) * p, updates, params)
+    return decayed, state
+
+  return optax.GradientTransformation(optax.add_decayed_weights(0.0).init, update_fn)
+
+
+def _trace(momentum: jax.typing.ArrayLike, nesterov: bool) -> optax.GradientTransformation:
+  """``optax.trace`` (same state), μ in each buffer's dtype."""
+
+  def update_fn(updates, state, params=None):
+    del params
+    momentum_of = lambda g, t: g + _in_dtype_of(momentum, t) * t  # noqa: E731
+    trace = jax.tree.map(momentum_of, updates, state.trace)
+    updates = jax.tree.map(momentum_of, updates, trace) if nesterov else trace
+    return updates, optax.TraceState(trace=trace)
+
+  return optax.GradientTransformation(optax.trace(0.0).init, update_fn)
 
 
 def _check_sgd_arguments(
@@ -182,8 +259,8 @@ def _check_sgd_arguments(
 
 def step_decay_sgd(
   init_value: jax.typing.ArrayLike,
-  decay_factor: jax.typing.ArrayLike,
   *,
+  decay_factor: jax.typing.ArrayLike,
   stage_length: int | None = None,
   total_steps: int | None = None,
   num_stages: int | None = None,
@@ -237,7 +314,7 @@ def step_decay_sgd(
 
   Example:
     >>> import jax, jax.numpy as jnp, optax, optax_stepdecay as osd
-    >>> tx = osd.step_decay_sgd(0.1, 10.0, total_steps=100, momentum=0.9)
+    >>> tx = osd.step_decay_sgd(0.1, decay_factor=10.0, total_steps=100, momentum=0.9)
     >>> params = jnp.ones(3)
     >>> state = tx.init(params)
     >>> updates, state = tx.update(2 * params, state, params)
@@ -255,16 +332,18 @@ def step_decay_sgd(
   )
   if total_steps is not None:
     schedule = fixed_horizon_step_decay_schedule(
-      init_value, total_steps, decay_factor, num_stages=num_stages
+      init_value, total_steps=total_steps, decay_factor=decay_factor, num_stages=num_stages
     )
   else:
-    schedule = step_decay_schedule(init_value, decay_factor, stage_length, num_stages=num_stages)
+    schedule = step_decay_schedule(
+      init_value, decay_factor=decay_factor, stage_length=stage_length, num_stages=num_stages
+    )
   check.check_non_negative('weight_decay', weight_decay)
   parts = []
   if not _is_static_zero(weight_decay):
-    parts.append(optax.add_decayed_weights(as_weak_float(weight_decay)))
+    parts.append(_add_decayed_weights(weight_decay))
   if momentum is not None:
-    parts.append(optax.trace(decay=as_weak_float(momentum), nesterov=nesterov))
+    parts.append(_trace(momentum, nesterov))
   if nesterov and (momentum is None or _is_static_zero(momentum)):
     raise ValueError(f'nesterov=True needs momentum > 0, got momentum={momentum!r}.')
   parts.append(scale_by_tracked_learning_rate(schedule))

@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from typing import Any
 from typing import cast
 
+import jax.numpy as jnp
 import numpy as np
 
 from optax_stepdecay._counts import count_dtype
@@ -35,7 +36,12 @@ def _concrete(value: object) -> np.ndarray | None:
       return np.asarray(float(value))
     except OverflowError:
       return np.asarray(np.inf)
-  return np.asarray(value)
+  array = np.asarray(value)
+  # bfloat16 and float16 hyperparameters (optax.inject_hyperparams casts floats to the
+  # parameters' dtype) are not NumPy numbers: check their values as float64.
+  if array.dtype != np.float64 and jnp.issubdtype(array.dtype, jnp.floating):
+    return array.astype(np.float64)
+  return array
 
 
 def _is_integer_valued(value: object) -> bool:

@@ -97,7 +97,7 @@ def _wrapped(schedule: optax.Schedule) -> StageSchedule:
 
 @register
 def with_linear_warmup(
-  schedule: optax.Schedule, warmup_steps: int, *, init_value: float = 0.0
+  schedule: optax.Schedule, *, warmup_steps: int, init_value: float = 0.0
 ) -> StageSchedule:
   """Prepends a linear warmup to ``schedule``.
 

@@ -267,7 +267,7 @@ def wsd_schedule(
   value e is ``end_value``, ``end_ratio`` * η or η / ``decay_factor`` (at
   most one; 0 by default). ``decay_shape='step'`` with ``decay_factor=α`` is
   the paper's step decay with one stage boundary at W+S, equal to
-  ``multistep_decay_schedule(η, [W + S], α)`` when W = 0.
+  ``multistep_decay_schedule(η, milestones=[W + S], decay_factor=α)`` when W = 0.
 
   Lengths come from ``stable_steps`` or from a budget ``total_steps`` T
   (S = T - W - D); without either the stable phase never ends (for

@@ -9,6 +9,8 @@ parameterized in chex.TestCase classes with @chex.variants.
 """
 
 import contextlib
+import importlib
+import os
 
 import hypothesis
 import jax
@@ -35,3 +37,31 @@ def x64_enabled():
 def x64():
   with x64_enabled():
     yield
+
+
+def oracles_required() -> bool:
+  """Whether a missing reference implementation fails the run instead of skipping its tests.
+
+  Required in CI (``CI=true``), so parity tests cannot vanish there; optional locally.
+  ``OPTAX_STEPDECAY_ORACLES=required`` or ``=optional`` overrides both.
+  """
+  setting = os.environ.get('OPTAX_STEPDECAY_ORACLES')
+  if setting is None:
+    return os.environ.get('CI', '').lower() in ('true', '1')
+  if setting not in ('required', 'optional'):
+    raise ValueError(f"OPTAX_STEPDECAY_ORACLES must be 'required' or 'optional', got {setting!r}.")
+  return setting == 'required'
+
+
+def oracle(module: str):
+  """Imports the reference implementation ``module`` a parity test compares with.
+
+  Without it the test skips locally and fails where oracles are required.
+  """
+  try:
+    return importlib.import_module(module)
+  except ImportError as error:
+    message = f'{module}, a reference implementation of the parity tests, is missing: {error}'
+    if oracles_required():
+      pytest.fail(f'{message}. .ci/run installs it.')
+    pytest.skip(message)

@@ -172,7 +172,7 @@ def test_geometric_stage_decay_schedule(kwargs):
   )
 )
 def test_with_linear_warmup(kwargs):
-  base = osd.step_decay_schedule(0.5, 2.0, 1000)
+  base = osd.step_decay_schedule(0.5, decay_factor=2.0, stage_length=1000)
   schedule = build(osd.with_linear_warmup, schedule=base, **kwargs)
   if schedule is not None:
     assert_usable(schedule(COUNTS.astype(np.int32)))

@@ -44,7 +44,7 @@ def expected_sq_norm(lr, t):
 @pytest.mark.parametrize('seed', range(6))
 def test_first_cut_comes_after_the_noise_floor_is_reached(seed):
   lr = 0.02  # slow: the transient lasts about 1,300 steps, far beyond min_stage_length
-  tx = osd.auto_step_decay(lr, 2.0, test_interval=20, min_stage_length=200)
+  tx = osd.auto_step_decay(lr, decay_factor=2.0, test_interval=20, min_stage_length=200)
   _, stages, _ = noisy_quadratic(tx, seed, 6000)
   first_cut = int(np.argmax(stages > 0))
   assert stages[-1] > 0, 'never cut'
@@ -57,7 +57,7 @@ def test_first_cut_comes_after_the_noise_floor_is_reached(seed):
 
 
 def test_cuts_keep_coming_as_each_floor_is_reached():
-  tx = osd.auto_step_decay(0.2, 2.0, test_interval=20, min_stage_length=200)
+  tx = osd.auto_step_decay(0.2, decay_factor=2.0, test_interval=20, min_stage_length=200)
   sq_norms, _, state = noisy_quadratic(tx, 0, 4000)
   assert int(state.stage) >= 3
   # Each cut halves the step and so the noise floor.
@@ -69,7 +69,7 @@ def test_minimiser_far_from_the_origin(seed):
   # The first stage measures from the origin, 45 away from the minimiser: the
   # window's change of |x|^2 is noisy but its interval accounts for that.
   lr = 0.2
-  tx = osd.auto_step_decay(lr, 2.0, test_interval=20, min_stage_length=200)
+  tx = osd.auto_step_decay(lr, decay_factor=2.0, test_interval=20, min_stage_length=200)
   _, stages, state = noisy_quadratic(tx, seed, 4000, minimiser=START)
   first_cut = int(np.argmax(stages > 0))
   expected, floor = expected_sq_norm(lr, first_cut)
@@ -78,7 +78,7 @@ def test_minimiser_far_from_the_origin(seed):
 
 
 def test_later_stages_measure_from_their_first_iterate():
-  tx = osd.auto_step_decay(0.2, 2.0, test_interval=20, min_stage_length=200)
+  tx = osd.auto_step_decay(0.2, decay_factor=2.0, test_interval=20, min_stage_length=200)
   x = jnp.full(CURVATURE.shape, START)
   state = tx.init(x)
   chex.assert_trees_all_equal(state.reference, jnp.zeros_like(x))
@@ -94,7 +94,7 @@ def test_later_stages_measure_from_their_first_iterate():
 
 def test_with_heavy_ball_momentum():
   # Momentum correlates consecutive updates: batches must be much longer than 1 / (1 - beta).
-  tx = osd.auto_step_decay(0.02, 2.0, test_interval=100, min_stage_length=1000)
+  tx = osd.auto_step_decay(0.02, decay_factor=2.0, test_interval=100, min_stage_length=1000)
   sq_norms, stages, _ = noisy_quadratic(tx, 0, 8000, momentum=0.9)
   first_cut = int(np.argmax(stages > 0))
   assert stages[-1] > 0
@@ -105,7 +105,7 @@ def test_with_heavy_ball_momentum():
 
 
 def test_state_exposes_learning_rate_and_stage():
-  tx = osd.auto_step_decay(0.2, 2.0, test_interval=20, min_stage_length=200)
+  tx = osd.auto_step_decay(0.2, decay_factor=2.0, test_interval=20, min_stage_length=200)
   _, stages, state = noisy_quadratic(tx, 2, 3000)
   assert int(state.stage) >= stages[-1] >= 1
   # learning_rate is the step of the most recent update: init / 2**(stage before it).
@@ -115,7 +115,7 @@ def test_state_exposes_learning_rate_and_stage():
 
 
 def test_resumes_from_a_checkpoint(tmp_path):
-  tx = osd.auto_step_decay(0.2, 2.0, test_interval=10, min_stage_length=50)
+  tx = osd.auto_step_decay(0.2, decay_factor=2.0, test_interval=10, min_stage_length=50)
   x = jnp.full(CURVATURE.shape, START)
   state = tx.init(x)
   noises = [jax.random.normal(jax.random.key(i), x.shape) for i in range(300)]
@@ -169,7 +169,7 @@ def test_batch_end_sums_equal_the_sums_of_the_per_update_statistic(momentum):
   # The transform sums z only at batch ends, where it telescopes; this recomputes the
   # per-update z = 2<x - c, u> + |u|^2 and v = |u|^2 in float64 from the same run.
   interval = 20
-  tx = osd.auto_step_decay(0.2, 2.0, test_interval=interval, min_stage_length=200)
+  tx = osd.auto_step_decay(0.2, decay_factor=2.0, test_interval=interval, min_stage_length=200)
   if momentum is not None:
     tx = optax.chain(optax.trace(momentum), tx)
   x = jnp.full(CURVATURE.shape, -START)

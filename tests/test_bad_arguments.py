@@ -17,7 +17,7 @@ horizon = osd.fixed_horizon_step_decay_schedule
 multistep = osd.multistep_decay_schedule
 stagewise = osd.stagewise_schedule
 geometric = osd.geometric_stage_decay_schedule
-base = osd.step_decay_schedule(1.0, 2.0, 10)
+base = osd.step_decay_schedule(1.0, decay_factor=2.0, stage_length=10)
 auto = functools.partial(osd.auto_step_decay, test_interval=10, min_stage_length=100)
 plateau = osd.reduce_on_plateau
 sgd = osd.step_decay_sgd
@@ -169,8 +169,13 @@ CASES = [
     'stage_length must be <= 2147483647, got 2147483648',
   ),
   (sgd, (0.5, 10.0), {'stage_length': 2**30, 'num_stages': 4}, 'puts the last cut at count 3221'),
-  (tracked, (multistep(0.1, [3_000_000_000]),), {}, 'beyond count 2147483647'),
-  (tracked, (step(0.1, 10.0, 2**31),), {}, 'which this transformation never reaches'),
+  (tracked, (multistep(0.1, milestones=[3_000_000_000]),), {}, 'beyond count 2147483647'),
+  (
+    tracked,
+    (step(0.1, decay_factor=10.0, stage_length=2**31),),
+    {},
+    'which this transformation never reaches',
+  ),
   (auto, (0.1,), {'test_interval': 10**12}, 'test_interval must be <= 2147483647, got 10000'),
   (auto, (0.1,), {'min_stage_length': 10**12}, 'min_stage_length must be <= 2147483647, got'),
   (auto, (0.1,), {'max_batches': 10**9}, 'max_batches must be <= 65536, got 1000000000'),
@@ -196,10 +201,16 @@ CASES = [
 ]
 
 
+def call(factory, args, kwargs):
+  """The cases give arguments in signature order; all but the first are keyword-only."""
+  names = list(inspect.signature(factory).parameters)
+  return factory(*args[:1], **dict(zip(names[1:], args[1:], strict=False)), **kwargs)
+
+
 @pytest.mark.parametrize(('factory', 'args', 'kwargs', 'message'), CASES)
 def test_bad_argument_raises_value_error_naming_it(factory, args, kwargs, message):
   with pytest.raises(ValueError) as error:
-    factory(*args, **kwargs)
+    call(factory, args, kwargs)
   assert message in str(error.value)
 
 
@@ -224,7 +235,7 @@ def test_every_public_factory_has_impossible_argument_cases():
 @pytest.mark.parametrize(
   'build',
   [
-    lambda: osd.step_decay_sgd(0.5, 10.0, total_steps=10**12),
+    lambda: osd.step_decay_sgd(0.5, decay_factor=10.0, total_steps=10**12),
     lambda: osd.auto_step_decay(0.1, test_interval=10, min_stage_length=10**12),
     lambda: osd.reduce_on_plateau(accumulation_size=10**12),
     lambda: osd.suffix_average(10**12),
@@ -237,10 +248,10 @@ def test_int32_refusals_explain_the_counter(build):
 
 def test_limits_are_inclusive():
   # The largest reachable counts are accepted.
-  osd.step_decay_sgd(0.5, 10.0, total_steps=2**31)
-  osd.step_decay_sgd(0.5, 10.0, stage_length=2**31 - 1)
-  osd.step_decay_schedule(1.0, 2.0, 2**32 - 1)
-  osd.multistep_decay_schedule(1.0, [2**32 - 1])
+  osd.step_decay_sgd(0.5, decay_factor=10.0, total_steps=2**31)
+  osd.step_decay_sgd(0.5, decay_factor=10.0, stage_length=2**31 - 1)
+  osd.step_decay_schedule(1.0, decay_factor=2.0, stage_length=2**32 - 1)
+  osd.multistep_decay_schedule(1.0, milestones=[2**32 - 1])
   osd.reduce_on_plateau(patience=2**31 - 2, cooldown=2**31 - 1, accumulation_size=2**31 - 1)
   osd.suffix_average(2**31 - 1)
   osd.auto_step_decay(0.1, test_interval=2**30 - 1, min_stage_length=2**31 - 1, max_batches=2**16)
@@ -249,27 +260,27 @@ def test_limits_are_inclusive():
 
 def test_milestone_at_zero_is_legal_and_cuts_from_the_first_update():
   # As torch's MultiStepLR: the new value applies at the milestone itself, here count 0.
-  schedule = osd.multistep_decay_schedule(0.1, [0, 5], 10.0)
+  schedule = osd.multistep_decay_schedule(0.1, milestones=[0, 5], decay_factor=10.0)
   chex.assert_trees_all_close(schedule(jnp.array([0, 4, 5])), jnp.array([0.01, 0.01, 0.001]))
-  stagewise_at_zero = osd.stagewise_schedule([0], [1.0, 0.5])
+  stagewise_at_zero = osd.stagewise_schedule([0], values=[1.0, 0.5])
   assert float(stagewise_at_zero(0)) == 0.5
 
 
 def test_torch_gamma_gets_a_reciprocal_hint():
   with pytest.raises(ValueError, match=r'pass decay_factor=10'):
-    osd.step_decay_schedule(0.1, 0.1, 30)
+    osd.step_decay_schedule(0.1, decay_factor=0.1, stage_length=30)
 
 
 def test_traced_hyperparameters_pass_through_unchecked():
   def value(alpha, length):
-    return osd.step_decay_schedule(1.0, alpha, length)(20)
+    return osd.step_decay_schedule(1.0, decay_factor=alpha, stage_length=length)(20)
 
   assert float(jax.jit(value)(2.0, 10)) == 0.25
 
 
 def test_traced_decay_factor_cannot_set_the_horizon():
   def value(alpha):
-    return osd.fixed_horizon_step_decay_schedule(1.0, 100, alpha)(0)
+    return osd.fixed_horizon_step_decay_schedule(1.0, total_steps=100, decay_factor=alpha)(0)
 
   with pytest.raises(ValueError, match='decay_factor must be a concrete value'):
     jax.jit(value)(2.0)
@@ -285,7 +296,7 @@ def test_traced_total_steps_is_refused_with_a_static_args_hint():
 
 def test_traced_warmup_steps_is_refused_with_a_static_args_hint():
   def value(warmup_steps):
-    return osd.with_linear_warmup(base, warmup_steps)(3)
+    return osd.with_linear_warmup(base, warmup_steps=warmup_steps)(3)
 
   with pytest.raises(ValueError, match=r'warmup_steps must be a concrete value.*static_args'):
     jax.jit(value)(5)
@@ -294,6 +305,6 @@ def test_traced_warmup_steps_is_refused_with_a_static_args_hint():
 def test_traced_impossible_values_are_not_checked():
   # Documented: a traced hyperparameter cannot be inspected at construction.
   def lr(init_value):
-    return osd.step_decay_schedule(init_value, 2.0, 10)(0)
+    return osd.step_decay_schedule(init_value, decay_factor=2.0, stage_length=10)(0)
 
   assert float(jax.jit(lr)(-1.0)) == -1.0

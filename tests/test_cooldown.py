@@ -40,7 +40,7 @@ def train(tx, params, state, first, last, *, start=None):
   step, log = stepper(tx), []
   for t in range(first, last):
     if start is not None and t == start[0]:
-      state = osd.start_cooldown(state, *start[1:])
+      state = osd.start_cooldown(state, decay_steps=start[1], shape=start[2])
     params, state, updates = step(params, state, t)
     log.append((updates, osd.current_learning_rate(state)))
   return params, state, log
@@ -108,7 +108,7 @@ def test_cooldown_values_count_by_count():
   rates = []
   for t in range(8):
     if t == 2:
-      state = osd.start_cooldown(state, 4, 'linear')
+      state = osd.start_cooldown(state, decay_steps=4, shape='linear')
     _, state = tx.update(jnp.ones(1), state)
     rates.append(float(state.learning_rate))
   chex.assert_trees_all_close(rates, [1.0, 1.0, 1.0, 0.8, 0.6, 0.4, 0.2, 0.2], rtol=1e-6)
@@ -116,9 +116,9 @@ def test_cooldown_values_count_by_count():
 
 def test_start_twice_keeps_the_first_cooldown():
   tx = osd.scale_by_cooldown(1.0)
-  first = osd.start_cooldown(tx.init(jnp.zeros(1)), 10, 'cosine')
+  first = osd.start_cooldown(tx.init(jnp.zeros(1)), decay_steps=10, shape='cosine')
   _, later = tx.update(jnp.ones(1), first)
-  again = osd.start_cooldown(later, 3, 'step')
+  again = osd.start_cooldown(later, decay_steps=3, shape='step')
   chex.assert_trees_all_equal(again, later)
   started = again.cooldown_start, again.cooldown_steps, again.cooldown_shape
   assert [int(v) for v in started] == [0, 10, 1]
@@ -127,8 +127,8 @@ def test_start_twice_keeps_the_first_cooldown():
 def test_when_false_changes_nothing_and_traced_when_works_under_jit():
   tx = osd.scale_by_cooldown(1.0)
   state = tx.init(jnp.zeros(1))
-  chex.assert_trees_all_equal(osd.start_cooldown(state, 5, when=False), state)
-  start = jax.jit(lambda s, fire: osd.start_cooldown(s, 5, 'linear', when=fire))
+  chex.assert_trees_all_equal(osd.start_cooldown(state, decay_steps=5, when=False), state)
+  start = jax.jit(lambda s, fire: osd.start_cooldown(s, decay_steps=5, shape='linear', when=fire))
   chex.assert_trees_all_equal(start(state, jnp.bool_(False)), state)
   assert int(start(state, jnp.bool_(True)).cooldown_start) == 0
 
@@ -144,7 +144,7 @@ def test_many_branches_at_once_under_vmap():
       params, state, _ = step(params, state, t)
       return (params, state), osd.current_learning_rate(state)
 
-    start = osd.start_cooldown(state, decay_steps, 'linear')
+    start = osd.start_cooldown(state, decay_steps=decay_steps, shape='linear')
     return jax.lax.scan(body, (params, start), jnp.arange(20, 40))[1]
 
   lengths = [5, 10, 19]
@@ -198,8 +198,8 @@ def test_multisteps_counts_accumulated_updates():
   rates, expected = [], []
   for micro in range(30):
     if micro == 10:  # mid-accumulation: the cooldown starts with the 4th applied update
-      state = osd.start_cooldown(state, 5, 'linear')
-      inner_state = osd.start_cooldown(inner_state, 5, 'linear')
+      state = osd.start_cooldown(state, decay_steps=5, shape='linear')
+      inner_state = osd.start_cooldown(inner_state, decay_steps=5, shape='linear')
     grads = {'w': jnp.full(3, 1.0 + micro // 3), 'b': jnp.ones(())}
     updates, state = update(grads, state, params)
     if micro % 3 == 2:
@@ -242,7 +242,7 @@ def test_flax_nnx_optimizer():
 
   @nnx.jit
   def start(optimizer):
-    optimizer.opt_state = osd.start_cooldown(optimizer.opt_state, 6, 'linear')
+    optimizer.opt_state = osd.start_cooldown(optimizer.opt_state, decay_steps=6, shape='linear')
 
   for t in range(16):
     if t == 8:
@@ -266,7 +266,7 @@ def test_auto_step_decay_stationarity_test_starts_the_cooldown():
   def body(carry, n):
     x, state = carry
     updates, state = tx.update(CURVATURE * x + n, state, x)
-    state = osd.start_cooldown(state, 300, 'linear', when=state[1].stage > 0)
+    state = osd.start_cooldown(state, decay_steps=300, shape='linear', when=state[1].stage > 0)
     return (x + updates, state), osd.current_learning_rate(state)
 
   (_, state), rates = jax.jit(lambda: jax.lax.scan(body, (x, tx.init(x)), noise))()
@@ -305,14 +305,20 @@ def test_auto_step_decay_stationarity_test_starts_the_cooldown():
       'at most one of end_value, end_ratio',
     ),
     (
-      lambda: osd.scale_by_cooldown(osd.multistep_decay_schedule(1.0, [3_000_000_000])),
+      lambda: osd.scale_by_cooldown(osd.multistep_decay_schedule(1.0, milestones=[3_000_000_000])),
       'stage boundaries beyond count 2147483647',
     ),
-    (lambda: osd.start_cooldown(STATE, -1), 'decay_steps must be >= 0, got -1'),
-    (lambda: osd.start_cooldown(STATE, 2**31), 'decay_steps must be <= 2147483647'),
-    (lambda: osd.start_cooldown(STATE, 2.5), 'decay_steps must be an integer, got 2.5'),
-    (lambda: osd.start_cooldown(STATE, 5, 'exponential'), "shape must be one of 'linear'"),
-    (lambda: osd.start_cooldown(optax.sgd(0.1).init(jnp.zeros(1)), 5), 'holds no CooldownState'),
+    (lambda: osd.start_cooldown(STATE, decay_steps=-1), 'decay_steps must be >= 0, got -1'),
+    (lambda: osd.start_cooldown(STATE, decay_steps=2**31), 'decay_steps must be <= 2147483647'),
+    (lambda: osd.start_cooldown(STATE, decay_steps=2.5), 'decay_steps must be an integer, got 2.5'),
+    (
+      lambda: osd.start_cooldown(STATE, decay_steps=5, shape='exponential'),
+      "shape must be one of 'linear'",
+    ),
+    (
+      lambda: osd.start_cooldown(optax.sgd(0.1).init(jnp.zeros(1)), decay_steps=5),
+      'holds no CooldownState',
+    ),
   ],
 )
 def test_bad_arguments_raise_value_error_naming_them(call, message):

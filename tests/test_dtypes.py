@@ -17,15 +17,15 @@ from optax_stepdecay._counts import float_dtype
 from optax_stepdecay._counts import statistics_dtype
 
 SHAPE = (5,)
-SCHEDULE_ARGS = (0.1, 2.0, 2)
+SCHEDULE_ARGS = {'init_value': 0.1, 'decay_factor': 2.0, 'stage_length': 2}
 
 
 def transformations():
   """name -> a function building the transformation (under the dtype settings of the test)."""
-  schedule = lambda: osd.step_decay_schedule(*SCHEDULE_ARGS)  # noqa: E731
+  schedule = lambda: osd.step_decay_schedule(**SCHEDULE_ARGS)  # noqa: E731
   return {
     'step_decay_sgd': lambda: osd.step_decay_sgd(
-      0.1, 2.0, stage_length=2, momentum=0.9, nesterov=True, weight_decay=1e-3
+      0.1, decay_factor=2.0, stage_length=2, momentum=0.9, nesterov=True, weight_decay=1e-3
     ),
     'scale_by_tracked_learning_rate': lambda: osd.scale_by_tracked_learning_rate(schedule()),
     'scale_by_cooldown': lambda: osd.scale_by_cooldown(schedule(), end_ratio=0.1),
@@ -78,11 +78,14 @@ def test_bfloat16_parameters_stay_bfloat16_with_float32_statistics(name):
   initial, final, params, updates = train(name, jnp.bfloat16)
   assert params.dtype == updates.dtype == jnp.bfloat16
   assert jax.tree.map(lambda a: a.dtype, initial) == jax.tree.map(lambda a: a.dtype, final)
+  averaged = isinstance(final, osd.AverageState)
   for leaf in floating_leaves(final):
-    if leaf.shape == SHAPE:  # parameter-shaped: momentum, reference point, iterate, average
+    if leaf.shape == SHAPE and not averaged:  # momentum, reference point, sampled iterate
       assert leaf.dtype == jnp.bfloat16, name
-    else:  # scalar statistics and step sizes
+    elif leaf.size:  # averages, scalar statistics and step sizes (not the dtype markers)
       assert leaf.dtype == jnp.float32, name
+  if averaged:
+    assert osd.output_params(final).dtype == jnp.bfloat16
 
 
 @pytest.mark.parametrize('name', NAMES)

@@ -37,21 +37,25 @@ def brute_force_num_stages(total_steps, alpha):
   ],
 )
 def test_horizon_num_stages_exact_where_float_log_fails(total_steps, alpha, expected):
-  assert osd.horizon_num_stages(total_steps, alpha) == expected
+  assert osd.horizon_num_stages(total_steps, decay_factor=alpha) == expected
 
 
 @given(total_steps=st.integers(1, 10**12), alpha=st.integers(2, 20))
 def test_property_horizon_equals_integer_brute_force(total_steps, alpha):
-  assert osd.horizon_num_stages(total_steps, alpha) == brute_force_num_stages(total_steps, alpha)
+  assert osd.horizon_num_stages(total_steps, decay_factor=alpha) == brute_force_num_stages(
+    total_steps, alpha
+  )
 
 
 @given(total_steps=st.integers(1, 10**9), alpha=st.floats(1.01, 50.0))
 def test_property_horizon_equals_rational_brute_force(total_steps, alpha):
-  assert osd.horizon_num_stages(total_steps, alpha) == brute_force_num_stages(total_steps, alpha)
+  assert osd.horizon_num_stages(total_steps, decay_factor=alpha) == brute_force_num_stages(
+    total_steps, alpha
+  )
 
 
 def test_stages_of_the_prescription():
-  schedule = osd.fixed_horizon_step_decay_schedule(0.5, 60_000, 6.0)
+  schedule = osd.fixed_horizon_step_decay_schedule(0.5, total_steps=60_000, decay_factor=6.0)
   # The paper's MNIST setting: alpha = 6 and T = 60,000 give 6 stages of 10,000 steps.
   assert schedule.num_stages == 6
   assert schedule.change_points() == [10_000, 20_000, 30_000, 40_000, 50_000]
@@ -61,7 +65,9 @@ def test_stages_of_the_prescription():
 
 
 def test_last_stage_runs_to_the_end_and_beyond():
-  schedule = osd.fixed_horizon_step_decay_schedule(1.0, 1000, 10.0)  # S = 333, N = 3
+  schedule = osd.fixed_horizon_step_decay_schedule(
+    1.0, total_steps=1000, decay_factor=10.0
+  )  # S = 333, N = 3
   assert schedule.change_points() == [333, 666]
   values = schedule(jnp.array([332, 333, 665, 666, 999, 1000, 10**6]))
   chex.assert_trees_all_close(values, np.asarray([1, 0.1, 0.1, 0.01, 0.01, 0.01, 0.01]), rtol=1e-6)
@@ -69,23 +75,27 @@ def test_last_stage_runs_to_the_end_and_beyond():
 
 def test_explicit_num_stages_overrides_and_half_log_variant():
   total, alpha = 46_875, 3.0  # the authors' deep-net rule: floor(log_3 T / 2) = 4 stages
-  half = max(1, osd.horizon_num_stages(total, alpha) // 2)
+  half = max(1, osd.horizon_num_stages(total, decay_factor=alpha) // 2)
   assert half == 4
-  schedule = osd.fixed_horizon_step_decay_schedule(1.0, total, alpha, num_stages=half)
+  schedule = osd.fixed_horizon_step_decay_schedule(
+    1.0, total_steps=total, decay_factor=alpha, num_stages=half
+  )
   assert schedule.change_points() == [11_718, 23_436, 35_154]
 
 
 def test_decay_factor_one_needs_num_stages():
   with pytest.raises(ValueError, match='decay_factor=1'):
-    osd.fixed_horizon_step_decay_schedule(1.0, 100, 1.0)
-  schedule = osd.fixed_horizon_step_decay_schedule(1.0, 100, 1.0, num_stages=4)
+    osd.fixed_horizon_step_decay_schedule(1.0, total_steps=100, decay_factor=1.0)
+  schedule = osd.fixed_horizon_step_decay_schedule(
+    1.0, total_steps=100, decay_factor=1.0, num_stages=4
+  )
   assert float(schedule(99)) == 1.0
 
 
 def test_more_stages_than_steps_is_rejected():
   with pytest.raises(ValueError, match='num_stages=11'):
-    osd.fixed_horizon_step_decay_schedule(1.0, 10, 2.0, num_stages=11)
+    osd.fixed_horizon_step_decay_schedule(1.0, total_steps=10, decay_factor=2.0, num_stages=11)
 
 
 def test_decay_factor_close_to_one_caps_stages_at_total_steps():
-  assert osd.horizon_num_stages(50, 1.001) == 50
+  assert osd.horizon_num_stages(50, decay_factor=1.001) == 50

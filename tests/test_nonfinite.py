@@ -18,7 +18,7 @@ BAD_STEP = 150  # before the first possible cut (min_stage_length=200)
 
 def auto(lr=0.2, **options):
   options = dict(test_interval=20, min_stage_length=200) | options
-  return osd.auto_step_decay(lr, 2.0, **options)
+  return osd.auto_step_decay(lr, decay_factor=2.0, **options)
 
 
 def train(tx, num_steps, bad_value=None, bad_step=BAD_STEP, *, keep_finite_params=False):
@@ -71,7 +71,8 @@ def test_documented_apply_if_finite_composition_with_momentum():
   # The composition the docstring shows: momentum, then auto_step_decay, all guarded.
   tx = optax.apply_if_finite(
     optax.chain(
-      optax.trace(0.9), osd.auto_step_decay(0.02, 2.0, test_interval=100, min_stage_length=1000)
+      optax.trace(0.9),
+      osd.auto_step_decay(0.02, decay_factor=2.0, test_interval=100, min_stage_length=1000),
     ),
     max_consecutive_errors=5,
   )

@@ -11,7 +11,9 @@ from scipy import stats
 
 import optax_stepdecay as osd
 
-SCHEDULE = osd.step_decay_schedule(1.0, 2.0, 4)  # 1, 1, 1, 1, 0.5, ..., 0.25, ...
+SCHEDULE = osd.step_decay_schedule(
+  1.0, decay_factor=2.0, stage_length=4
+)  # 1, 1, 1, 1, 0.5, ..., 0.25, ...
 NUM_STEPS = 12
 
 
@@ -51,7 +53,9 @@ def test_sampling_distribution_chi_square(weighting, weight):
 
 
 def test_sampled_iterate_in_a_chain_with_nnx_style_params():
-  tx = optax.chain(osd.step_decay_sgd(0.1, 2.0, stage_length=4), osd.sample_iterate(SCHEDULE))
+  tx = optax.chain(
+    osd.step_decay_sgd(0.1, decay_factor=2.0, stage_length=4), osd.sample_iterate(SCHEDULE)
+  )
   params = {'w': jnp.ones((2, 3)), 'b': jnp.zeros(3)}
   state = tx.init(params)
   for _ in range(5):
@@ -61,7 +65,7 @@ def test_sampled_iterate_in_a_chain_with_nnx_style_params():
 
 
 def test_zero_step_sizes_get_no_weight():
-  warmup = osd.with_linear_warmup(osd.stagewise_schedule([], [1.0]), 1)
+  warmup = osd.with_linear_warmup(osd.stagewise_schedule([], values=[1.0]), warmup_steps=1)
   tx = osd.sample_iterate(warmup, weighting='inverse')
   state = tx.init(jnp.zeros([]))
   _, state = tx.update(jnp.zeros([]), state, jnp.array(5.0))  # step 0 has eta = 0

@@ -11,6 +11,7 @@ import orbax.checkpoint as ocp
 import pytest
 
 import optax_stepdecay as osd
+from tests.conftest import oracle
 
 
 def scales(metrics, **options):
@@ -76,7 +77,7 @@ def test_accumulation_averages_metrics_before_one_evaluation():
 
 
 def torch_scales(metrics, **options):
-  torch = pytest.importorskip('torch')
+  torch = oracle('torch')
   param = torch.nn.Parameter(torch.zeros(1))
   optimizer = torch.optim.SGD([param], lr=1.0)
   factor = 1 / options.pop('decay_factor')
@@ -106,7 +107,7 @@ def test_parity_with_torch_on_positive_metrics(mode, threshold_mode, patience, c
 
 def test_scales_multiply_with_a_schedule_in_a_chain():
   tx = optax.chain(
-    osd.step_decay_sgd(1.0, 10.0, stage_length=2),
+    osd.step_decay_sgd(1.0, decay_factor=10.0, stage_length=2),
     osd.reduce_on_plateau(decay_factor=2.0, patience=0),
   )
   params = jnp.zeros(1)
@@ -119,7 +120,7 @@ def test_scales_multiply_with_a_schedule_in_a_chain():
 
 
 def test_after_a_warmup_schedule():
-  warmup = osd.with_linear_warmup(osd.stagewise_schedule([], [1.0]), 2)
+  warmup = osd.with_linear_warmup(osd.stagewise_schedule([], values=[1.0]), warmup_steps=2)
   tx = optax.chain(optax.sgd(warmup), osd.reduce_on_plateau(decay_factor=2.0, patience=0))
   state = tx.init(jnp.zeros(1))
   got = []

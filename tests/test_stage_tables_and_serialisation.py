@@ -19,13 +19,19 @@ matplotlib.use('Agg')
 
 SCHEDULES = {
   'step_decay': osd.step_decay_schedule(
-    0.1, 3.0, 100, num_stages=4, transition_begin=10, end_value=0.001
+    0.1, decay_factor=3.0, stage_length=100, num_stages=4, transition_begin=10, end_value=0.001
   ),
-  'fixed_horizon': osd.fixed_horizon_step_decay_schedule(0.5, 60_000, 6.0),
-  'multistep': osd.multistep_decay_schedule(0.1, [2, 5], 10.0, steps_per_epoch=100),
-  'stagewise': osd.stagewise_schedule([10, 20], [0.5, 0.2, 0.05]),
-  'geometric': osd.geometric_stage_decay_schedule(1.0, 8, 2.0, 1.5),
-  'warmup': osd.with_linear_warmup(osd.fixed_horizon_step_decay_schedule(1.0, 1000, 10.0), 50),
+  'fixed_horizon': osd.fixed_horizon_step_decay_schedule(0.5, total_steps=60_000, decay_factor=6.0),
+  'multistep': osd.multistep_decay_schedule(
+    0.1, milestones=[2, 5], decay_factor=10.0, steps_per_epoch=100
+  ),
+  'stagewise': osd.stagewise_schedule([10, 20], values=[0.5, 0.2, 0.05]),
+  'geometric': osd.geometric_stage_decay_schedule(
+    1.0, first_stage_length=8, decay_factor=2.0, stage_growth=1.5
+  ),
+  'warmup': osd.with_linear_warmup(
+    osd.fixed_horizon_step_decay_schedule(1.0, total_steps=1000, decay_factor=10.0), warmup_steps=50
+  ),
 }
 
 
@@ -53,7 +59,9 @@ def test_stage_table_values_match_the_schedule(name):
 
 
 def test_table_rows_and_text():
-  schedule = osd.step_decay_schedule(0.1, 3.0, 100, num_stages=4, transition_begin=10)
+  schedule = osd.step_decay_schedule(
+    0.1, decay_factor=3.0, stage_length=100, num_stages=4, transition_begin=10
+  )
   assert [(r.start, r.end) for r in schedule.stages()] == [
     (0, 110),
     (110, 210),
@@ -66,7 +74,7 @@ def test_table_rows_and_text():
 
 
 def test_end_value_floor_merges_stages():
-  schedule = osd.step_decay_schedule(1.0, 10.0, 10, end_value=0.01)
+  schedule = osd.step_decay_schedule(1.0, decay_factor=10.0, stage_length=10, end_value=0.01)
   assert [r.start for r in schedule.stages(100)] == [0, 10, 20]
 
 
@@ -78,11 +86,11 @@ def test_warmup_table_has_a_ramp_row():
 
 def test_infinite_schedule_needs_a_horizon():
   with pytest.raises(ValueError, match='infinitely many stages'):
-    osd.step_decay_schedule(1.0, 2.0, 10).stages()
+    osd.step_decay_schedule(1.0, decay_factor=2.0, stage_length=10).stages()
 
 
 def test_foreign_schedule_has_no_table_or_json():
-  schedule = osd.with_linear_warmup(optax.constant_schedule(0.1), 10)
+  schedule = osd.with_linear_warmup(optax.constant_schedule(0.1), warmup_steps=10)
   with pytest.raises(ValueError, match='not a schedule of this package'):
     schedule.stages(100)
   with pytest.raises(ValueError, match='cannot be serialised'):
@@ -103,7 +111,7 @@ def test_plot_draws_stairs_on_a_log_axis():
 
 
 def test_change_points_beyond_the_limit_raise_instead_of_being_cut_short():
-  schedule = osd.step_decay_schedule(1.0, 2.0, 1, transition_begin=5)
+  schedule = osd.step_decay_schedule(1.0, decay_factor=2.0, stage_length=1, transition_begin=5)
   points = schedule.change_points(1_000_006)  # exactly the limit: 6, 7, ..., 1_000_005
   assert len(points) == 1_000_000 and points[0] == 6 and points[-1] == 1_000_005
   with pytest.raises(
@@ -111,23 +119,23 @@ def test_change_points_beyond_the_limit_raise_instead_of_being_cut_short():
   ):
     schedule.change_points(1_000_007)
   with pytest.raises(ValueError, match='limited to 1000000 rows'):
-    osd.with_linear_warmup(schedule, 3).change_points(2_000_000)
+    osd.with_linear_warmup(schedule, warmup_steps=3).change_points(2_000_000)
   # The ramp's end makes one more: 1,000,000 points of the wrapped schedule, plus step 3.
   with pytest.raises(ValueError, match=r'^with_linear_warmup\(.* puts 1000001 stage boundaries'):
-    osd.with_linear_warmup(schedule, 3).change_points(1_000_009)
+    osd.with_linear_warmup(schedule, warmup_steps=3).change_points(1_000_009)
   # A bounded number of stages lists them all, however far the horizon.
-  finite = osd.step_decay_schedule(1.0, 2.0, 1, num_stages=3)
+  finite = osd.step_decay_schedule(1.0, decay_factor=2.0, stage_length=1, num_stages=3)
   assert finite.change_points() == [1, 2]
   assert finite.change_points(2**32) == [1, 2]
-  assert osd.step_decay_schedule(1.0, 2.0, 10).change_points(10) == []
-  assert osd.step_decay_schedule(1.0, 2.0, 10).change_points(11) == [10]
+  assert osd.step_decay_schedule(1.0, decay_factor=2.0, stage_length=10).change_points(10) == []
+  assert osd.step_decay_schedule(1.0, decay_factor=2.0, stage_length=10).change_points(11) == [10]
 
 
 FACTORY_RESULTS = {
   **SCHEDULES,
   'wsd': osd.wsd_schedule(1.0, warmup_steps=2, stable_steps=3, decay_steps=4),
-  'warmup_wsd': osd.with_linear_warmup(osd.wsd_schedule(1.0, warmup_steps=2), 5),
-  'warmup_foreign': osd.with_linear_warmup(optax.cosine_decay_schedule(1.0, 20), 5),
+  'warmup_wsd': osd.with_linear_warmup(osd.wsd_schedule(1.0, warmup_steps=2), warmup_steps=5),
+  'warmup_foreign': osd.with_linear_warmup(optax.cosine_decay_schedule(1.0, 20), warmup_steps=5),
 }
 
 

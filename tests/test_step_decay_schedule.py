@@ -32,20 +32,24 @@ class StepDecayValuesTest(chex.TestCase):
     ('all', dict(transition_begin=2, num_stages=2, end_value=0.2)),
   )
   def test_values_equal_closed_form(self, options):
-    schedule = self.variant(osd.step_decay_schedule(1.0, 3.0, 4, **options))
+    schedule = self.variant(
+      osd.step_decay_schedule(1.0, decay_factor=3.0, stage_length=4, **options)
+    )
     for t in range(40):
       expected = closed_form(t, 1.0, 3.0, 4, **options)
       chex.assert_trees_all_close(schedule(t), jnp.float32(expected), rtol=1e-6)
 
   @chex.variants(with_jit=True, without_jit=True)
   def test_value_is_float_scalar(self):
-    value = self.variant(osd.step_decay_schedule(0.1, 10.0, 100))(jnp.int32(7))
+    value = self.variant(osd.step_decay_schedule(0.1, decay_factor=10.0, stage_length=100))(
+      jnp.int32(7)
+    )
     chex.assert_shape(value, ())
     chex.assert_type(value, jnp.float32)
 
   @chex.variants(with_jit=True, without_jit=True)
   def test_vmap_over_counts_gives_vector(self):
-    schedule = osd.step_decay_schedule(0.1, 10.0, 100)
+    schedule = osd.step_decay_schedule(0.1, decay_factor=10.0, stage_length=100)
     values = self.variant(jax.vmap(schedule))(jnp.arange(300))
     chex.assert_shape(values, (300,))
     chex.assert_trees_all_close(
@@ -53,24 +57,24 @@ class StepDecayValuesTest(chex.TestCase):
     )
 
   def test_new_value_applies_exactly_at_boundary(self):
-    schedule = osd.step_decay_schedule(1.0, 2.0, 10, transition_begin=3)
+    schedule = osd.step_decay_schedule(1.0, decay_factor=2.0, stage_length=10, transition_begin=3)
     assert float(schedule(12)) == 1.0
     assert float(schedule(13)) == 0.5
     assert float(schedule(22)) == 0.5
     assert float(schedule(23)) == 0.25
 
   def test_decay_factor_one_is_constant(self):
-    schedule = osd.step_decay_schedule(0.3, 1.0, 5)
+    schedule = osd.step_decay_schedule(0.3, decay_factor=1.0, stage_length=5)
     chex.assert_trees_all_close(schedule(jnp.arange(100)), jnp.full(100, 0.3))
 
   def test_matches_optax_staircase_at_small_counts(self):
-    ours = osd.step_decay_schedule(0.5, 4.0, 7, transition_begin=3)
+    ours = osd.step_decay_schedule(0.5, decay_factor=4.0, stage_length=7, transition_begin=3)
     theirs = optax.exponential_decay(0.5, 7, 0.25, transition_begin=3, staircase=True)
     counts = jnp.arange(200)
     chex.assert_trees_all_close(ours(counts), theirs(counts), rtol=1e-6)
 
   def test_no_retrace_for_new_counts(self):
-    schedule = osd.step_decay_schedule(0.1, 10.0, 100)
+    schedule = osd.step_decay_schedule(0.1, decay_factor=10.0, stage_length=100)
 
     @jax.jit
     @chex.assert_max_traces(n=1)
@@ -89,7 +93,7 @@ def test_optax_staircase_drops_early_ours_does_not():
   count = 10_773_999
   alpha = 1.0001
   optax_value = optax.exponential_decay(1.0, 1000, 1 / alpha, staircase=True)(count)
-  ours = osd.step_decay_schedule(1.0, alpha, 1000)
+  ours = osd.step_decay_schedule(1.0, decay_factor=alpha, stage_length=1000)
   assert int(ours.stage_index(jnp.int32(count))) == 10773
   alpha32 = float(np.float32(alpha))
   chex.assert_trees_all_close(float(ours(count)), alpha32**-10773, rtol=1e-5)
@@ -107,26 +111,26 @@ def test_optax_staircase_drops_early_ours_does_not():
   ],
 )
 def test_stage_index_exact_at_large_counts(dtype, count):
-  schedule = osd.step_decay_schedule(1.0, 2.0, 1000, transition_begin=1)
+  schedule = osd.step_decay_schedule(1.0, decay_factor=2.0, stage_length=1000, transition_begin=1)
   expected = (count - 1) // 1000
   assert int(jax.jit(schedule.stage_index)(dtype(count))) == expected
   assert int(schedule.stage_index(count)) == expected
 
 
 def test_uint32_count_from_flax_optimizer_step():
-  schedule = osd.step_decay_schedule(1.0, 10.0, 3)
+  schedule = osd.step_decay_schedule(1.0, decay_factor=10.0, stage_length=3)
   counts = jnp.arange(12, dtype=jnp.uint32)
   chex.assert_trees_all_close(schedule(counts), schedule(counts.astype(jnp.int32)))
 
 
 def test_python_and_numpy_integer_counts():
-  schedule = osd.step_decay_schedule(1.0, 2.0, 5)
+  schedule = osd.step_decay_schedule(1.0, decay_factor=2.0, stage_length=5)
   for count in (12, np.int64(12), np.uint32(12), np.int8(12)):
     assert float(schedule(count)) == 0.25
 
 
 def test_python_count_beyond_uint32_raises_without_x64():
-  schedule = osd.step_decay_schedule(1.0, 2.0, 5)
+  schedule = osd.step_decay_schedule(1.0, decay_factor=2.0, stage_length=5)
   with pytest.raises(OverflowError, match='count=4294967296'):
     schedule(2**32)
 
@@ -134,11 +138,11 @@ def test_python_count_beyond_uint32_raises_without_x64():
 def test_stage_length_beyond_every_uint32_count_is_refused():
   # A cut that no count reaches would silently never happen.
   with pytest.raises(ValueError, match=r'stage_length=1099511627776 .* 4294967295'):
-    osd.step_decay_schedule(1.0, 2.0, 2**40)
+    osd.step_decay_schedule(1.0, decay_factor=2.0, stage_length=2**40)
 
 
 def test_int64_counts_under_x64(x64):
-  schedule = osd.step_decay_schedule(1.0, 1.5, 1_000_000_007)
+  schedule = osd.step_decay_schedule(1.0, decay_factor=1.5, stage_length=1_000_000_007)
   count = jnp.asarray(5 * 10**18, dtype=jnp.int64)
   assert osd.count_dtype() == np.int64
   assert int(schedule.stage_index(count)) == 5 * 10**18 // 1_000_000_007
@@ -148,7 +152,7 @@ def test_int64_counts_under_x64(x64):
 
 
 def test_stage_length_beyond_uint32_cuts_int64_counts_under_x64(x64):
-  schedule = osd.step_decay_schedule(1.0, 2.0, 2**40)
+  schedule = osd.step_decay_schedule(1.0, decay_factor=2.0, stage_length=2**40)
   assert float(schedule(jnp.int64(2**40 - 1))) == 1.0
   assert float(schedule(jnp.int64(2**40))) == 0.5
 
@@ -156,19 +160,21 @@ def test_stage_length_beyond_uint32_cuts_int64_counts_under_x64(x64):
 class CountConventionsTest(chex.TestCase):
   @chex.variants(with_jit=True, without_jit=True)
   def test_negative_counts_evaluate_as_zero(self):
-    schedule = self.variant(osd.step_decay_schedule(1.0, 2.0, 3, transition_begin=2))
+    schedule = self.variant(
+      osd.step_decay_schedule(1.0, decay_factor=2.0, stage_length=3, transition_begin=2)
+    )
     chex.assert_trees_all_close(schedule(jnp.array([-5, -1, 0])), jnp.ones(3))
 
   @chex.variants(with_jit=True, without_jit=True)
   def test_float_counts_are_floored(self):
-    schedule = self.variant(osd.step_decay_schedule(1.0, 2.0, 3))
+    schedule = self.variant(osd.step_decay_schedule(1.0, decay_factor=2.0, stage_length=3))
     values = schedule(jnp.array([2.0, 2.999, 3.0, -0.5, 1e12]))
     chex.assert_trees_all_close(values[:4], jnp.array([1.0, 1.0, 0.5, 1.0]))
     assert float(values[4]) == 0.0  # beyond every count: underflowed
 
   @chex.variants(with_jit=True, without_jit=True)
   def test_nan_count_gives_nan(self):
-    schedule = self.variant(osd.step_decay_schedule(1.0, 2.0, 3))
+    schedule = self.variant(osd.step_decay_schedule(1.0, decay_factor=2.0, stage_length=3))
     assert np.isnan(float(schedule(jnp.float32(jnp.nan))))
 
 
@@ -180,7 +186,7 @@ class HyperparameterArraysTest(chex.TestCase):
     lengths = jnp.array([10, 7, 3, 100])
 
     def value(init, alpha, length):
-      return osd.step_decay_schedule(init, alpha, length)(jnp.int32(25))
+      return osd.step_decay_schedule(init, decay_factor=alpha, stage_length=length)(jnp.int32(25))
 
     values = self.variant(jax.vmap(value))(inits, alphas, lengths)
     expected = [
@@ -191,7 +197,9 @@ class HyperparameterArraysTest(chex.TestCase):
 
   def test_differentiable_in_float_hyperparameters(self):
     def value(init, alpha):
-      return osd.step_decay_schedule(init, alpha, 10)(25)  # stage 2: init / alpha**2
+      return osd.step_decay_schedule(init, decay_factor=alpha, stage_length=10)(
+        25
+      )  # stage 2: init / alpha**2
 
     d_init, d_alpha = jax.grad(value, argnums=(0, 1))(3.0, 2.0)
     chex.assert_trees_all_close((d_init, d_alpha), (0.25, -2 * 3.0 / 2.0**3))
@@ -205,7 +213,9 @@ class HyperparameterArraysTest(chex.TestCase):
   t=st.integers(0, 2**31 - 1),
 )
 def test_property_equals_closed_form(init, alpha, length, begin, t):
-  schedule = osd.step_decay_schedule(init, alpha, length, transition_begin=begin)
+  schedule = osd.step_decay_schedule(
+    init, decay_factor=alpha, stage_length=length, transition_begin=begin
+  )
   init32, alpha32 = float(np.float32(init)), float(np.float32(alpha))
   expected = closed_form(t, init32, alpha32, length, begin)
   chex.assert_trees_all_close(float(schedule(jnp.int32(t))), expected, rtol=2e-5, atol=1e-37)
@@ -218,7 +228,9 @@ def test_property_equals_closed_form(init, alpha, length, begin, t):
   start=st.integers(0, 100_000),
 )
 def test_property_non_increasing_and_constant_within_a_stage(alpha, length, num_stages, start):
-  schedule = osd.step_decay_schedule(1.0, alpha, length, num_stages=num_stages)
+  schedule = osd.step_decay_schedule(
+    1.0, decay_factor=alpha, stage_length=length, num_stages=num_stages
+  )
   counts = jnp.asarray(start + np.arange(256) * 3 * length // 256, dtype=jnp.int32)
   values = np.asarray(schedule(counts))
   assert np.all(np.diff(values) <= 0)

@@ -28,7 +28,7 @@ def noisy_quadratic(tx, num_steps=NUM_STEPS, seed=0):
 
 def auto(init_value, decay_factor=2.0, **options):
   options = dict(test_interval=20, min_stage_length=200) | options
-  return osd.auto_step_decay(init_value, decay_factor, **options)
+  return osd.auto_step_decay(init_value, decay_factor=decay_factor, **options)
 
 
 def assert_runs_equal(swept, one, index):
@@ -146,7 +146,7 @@ def test_vmapped_plateau_decay_factor_and_patience_equal_per_value_runs():
   factors, patiences = [2.0, 4.0], [0, 1]
 
   def run(factor, patience):
-    return plateau_scales(osd.reduce_on_plateau(factor, patience), METRICS)
+    return plateau_scales(osd.reduce_on_plateau(factor, patience=patience), METRICS)
 
   (states, scales) = jax.jit(jax.vmap(run))(jnp.array(factors), jnp.array(patiences))
   for i, (factor, patience) in enumerate(zip(factors, patiences, strict=True)):

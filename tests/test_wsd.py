@@ -16,6 +16,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import optax_stepdecay as osd
+from tests.conftest import oracle
 
 matplotlib.use('Agg')
 
@@ -77,8 +78,8 @@ def test_float32_values_are_the_formulas_rounded(decay_type):
 
 def transformers_rates(peak, num_steps, **kwargs):
   """The lr of transformers' get_wsd_schedule at steps 0, 1, ..., stepping it as in training."""
-  torch = pytest.importorskip('torch')
-  transformers = pytest.importorskip('transformers')
+  torch = oracle('torch')
+  transformers = oracle('transformers')
   optimizer = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=peak)
   scheduler = transformers.get_wsd_schedule(optimizer, **kwargs)
   rates = []
@@ -136,7 +137,7 @@ def test_step_shape_equals_multistep_with_one_milestone(alpha):
   by_budget = osd.wsd_schedule(
     0.3, total_steps=100, decay_fraction=0.6, decay_shape='step', decay_factor=alpha
   )
-  multistep = osd.multistep_decay_schedule(0.3, [40], alpha)
+  multistep = osd.multistep_decay_schedule(0.3, milestones=[40], decay_factor=alpha)
   counts = np.array([0, 39, 40, 41, 99, 100, 10**6, 2**31 - 1], np.int32)
   for schedule in (wsd, by_budget):
     chex.assert_trees_all_equal(schedule(counts), multistep(counts))
@@ -149,7 +150,9 @@ def test_step_shape_equals_multistep_with_one_milestone(alpha):
   )
   chex.assert_trees_all_equal(
     warmed(counts),
-    osd.with_linear_warmup(osd.multistep_decay_schedule(0.3, [32], alpha), 8)(counts),
+    osd.with_linear_warmup(
+      osd.multistep_decay_schedule(0.3, milestones=[32], decay_factor=alpha), warmup_steps=8
+    )(counts),
   )
 
 
