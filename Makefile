@@ -63,13 +63,13 @@ dist: $(BIN)/.installed
 	  status=$$?; rm -rf $$tmp; exit $$status
 
 # The library's tests on the lowest versions pyproject.toml allows for its direct dependencies.
+# The oracles (torch, transformers) are not installed here: `make test` requires them in CI.
 LOWEST = .venv-lowest
 test-lowest: $(BIN)/.installed
 	rm -rf $(LOWEST)
 	$(BIN)/uv venv --quiet --python $(PYTHON) $(LOWEST)
 	VIRTUAL_ENV=$(LOWEST) $(BIN)/uv pip install --quiet --resolution lowest-direct -e '.[test]'
 	VIRTUAL_ENV=$(LOWEST) $(BIN)/uv pip list | grep -iE '^(jax|jaxlib|optax|numpy|flax|chex|orbax-checkpoint|matplotlib|hypothesis|pytest|sybil) '
-	# The oracles (torch, transformers) are required in `make test`, which CI runs with them.
 	OPTAX_STEPDECAY_ORACLES=optional $(LOWEST)/bin/python -m pytest tests optax_stepdecay README.md docs \
 	  --ignore-glob='tests/test_example*' --ignore=tests/test_benchmarks.py
 
