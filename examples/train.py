@@ -390,7 +390,7 @@ class _Run:
       **{f'test_{k}': v for k, v in test.items()},
     }
     self.logs['history'].append(row)
-    if self.options.progress:
+    if self.options.progress or self.step == self.budget.total_steps:  # the final line, always
       say(
         f'epoch {row["epoch"]:3d}/{self.config.epochs}  step {self.step:6d}  lr {row["lr"]:.4g}  '
         f'train loss {row["train_loss"]:.4f}  test loss {row["test_loss"]:.4f}  '

@@ -3,6 +3,7 @@
 import dataclasses
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -106,6 +107,76 @@ def test_help_shows_defaults_and_every_knob(capsys):
     assert name in text
     if spec.knob:
       assert f'knob {spec.knob}' in text
+
+
+def test_help_shows_each_default_once(capsys):
+  for command in main.COMMANDS:
+    with pytest.raises(SystemExit):
+      main.main([command, '--help'])
+    text = capsys.readouterr().out
+    flags = re.split(r'\n  -', text.split('\noptions:')[1].split('\n\n')[0])
+    assert len(flags) > 10, text
+    for flag in flags:
+      assert flag.count('(default') <= 1 and '(default: None)' not in flag, (command, flag)
+
+
+NO_DOCSTRINGS = """
+import contextlib, io, types
+import numpy as np
+from examples import compare, configs, data, main, sweep
+assert main.__doc__ is None and compare.__doc__ is None
+for argv in ([], ['train'], ['compare'], ['tune'], ['branch']):
+  try:
+    with contextlib.redirect_stdout(io.StringIO()):
+      main.main([*argv, '--help'])
+  except SystemExit as stop:
+    assert stop.code == 0, argv
+def scores(config, members, dataset):
+  ones = np.ones((len(members), 1))
+  return types.SimpleNamespace(test_accuracy=ones, test_loss=ones, seconds=0.0)
+sweep.train_many = scores
+with contextlib.redirect_stdout(io.StringIO()):
+  tuned = compare.tune(configs.Config(), ['constant'], data.load_digits_dataset())
+print(tuned['protocol'])
+"""
+
+
+def test_command_line_and_tuning_work_without_docstrings():
+  out = subprocess.run(
+    [sys.executable, '-OO', '-c', NO_DOCSTRINGS],
+    cwd=ROOT,
+    capture_output=True,
+    text=True,
+    check=False,
+    timeout=120,
+  )
+  assert out.returncode == 0, out.stderr
+  assert out.stdout.strip() == compare.TUNING_PROTOCOL
+
+
+def test_tuning_protocol_is_the_one_the_committed_settings_record():
+  assert configs.load_tuned('mnist1d')['protocol'] == compare.TUNING_PROTOCOL
+
+
+def test_distributed_initialisation_comes_before_the_data(monkeypatch, tmp_path):
+  calls = []
+  monkeypatch.setattr(jax.distributed, 'initialize', lambda *args: calls.append('initialize'))
+
+  def load_dataset(*args):
+    calls.append('load_dataset')
+    raise data.MissingDataError('stop here')
+
+  monkeypatch.setattr(data, 'load_dataset', load_dataset)
+  flags = ['--coordinator-address', '127.0.0.1:1234', '--num-processes', '2', '--process-id', '0']
+  assert main.main(['train', *flags]) == 1
+  assert calls == ['initialize', 'load_dataset']
+
+
+def test_no_progress_still_prints_the_final_result_line(digits, capsys):
+  train.train_and_evaluate(train.resolve(FAST), QUIET, digits)
+  lines = capsys.readouterr().out.splitlines()
+  assert len(lines) == 1 and lines[0].startswith(f'epoch   {FAST.epochs}/{FAST.epochs}'), lines
+  assert 'test acc' in lines[0]
 
 
 def test_train_writes_history_and_step_sizes(tmp_path):
