@@ -185,6 +185,16 @@ def say(message: str) -> None:
     print(message, flush=True)
 
 
+def is_damaged_checkpoint(error: Exception) -> bool:
+  """Whether orbax raised ``error`` because a checkpoint is damaged, partial or incompatible.
+
+  Unparsable metadata and tensorstore's DATA_LOSS / NOT_FOUND or a tree that does not match are
+  ValueErrors, a missing item a KeyError, a missing file an OSError; orbax wraps any failure to
+  read array data in a bare ``Exception``, so that exact type counts too, but no other subclass.
+  """
+  return isinstance(error, ValueError | KeyError | OSError) or type(error) is Exception
+
+
 class Checkpoints:
   """Orbax checkpoints of the model, the optimizer and the run's logs, with the run's config.
 
@@ -238,7 +248,9 @@ class Checkpoints:
             state=ocp.args.StandardRestore(nnx.state(nodes)), logs=ocp.args.JsonRestore()
           ),
         )
-      except Exception as error:  # a damaged checkpoint: try the one before
+      except Exception as error:  # broad: orbax raises a bare Exception for unreadable arrays
+        if not is_damaged_checkpoint(error):
+          raise
         reason = f'{type(error).__name__}: {str(error).splitlines()[0][:120]}'
         say(
           f'checkpoint {step} in {self.manager.directory} cannot be restored ({reason}); '
