@@ -499,13 +499,25 @@ def test_committed_tuned_settings_are_inside_their_grids():
     assert setting['knob'] in (spec.knob_grid or (None,)), name
 
 
-def test_branch_demo_counts_its_compute_and_writes_its_report(tmp_path, tiny_mnist1d):
+def test_branch_demo_counts_its_compute_and_writes_its_report(tmp_path, tiny_mnist1d, monkeypatch):
   from examples import branch
 
+  traced = []
+  train_seeds = sweep.Network.train
+
+  def counted(self, tx, carry, batches, *data):
+    traced.append(batches.shape[-2])
+    return train_seeds(self, tx, carry, batches, *data)
+
+  monkeypatch.setattr(sweep.Network, 'train', counted)
   config = dataclasses.replace(configs.Config(), model='cnn1d', batch_size=32)
   tuned = configs.load_tuned('mnist1d')
   result = branch.run(config, tiny_mnist1d, [0, 1], stable_steps=16, tuned=tuned)
   assert result.checkpoints == [4, 8, 12, 16] and result.lengths == [5, 10, 15, 20]
+  stable = {b - a for a, b in zip([0, *result.checkpoints], result.checkpoints, strict=False)}
+  cooldowns = {n - c for c, n in zip(result.checkpoints, result.lengths, strict=True)}
+  # One compilation per segment length of the warmup-stable run, one per cosine run.
+  assert len(traced) == len(stable | cooldowns) + len(result.lengths), traced
   assert result.compute == {'wsd': 16 + 1 + 2 + 3 + 4, 'cosine': 50}
   for method in ('wsd', 'cosine'):
     chex.assert_shape(list(result.final[method].values()), (4, 2))
