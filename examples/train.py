@@ -18,6 +18,7 @@ import time
 from pathlib import Path
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import optax
 import orbax.checkpoint as ocp
@@ -121,9 +122,12 @@ def train_step(model, optimizer, x, y):
 
 
 @nnx.jit
-def eval_step(model, metrics, x, y):
-  loss, logits = loss_fn(model, x, y)
-  metrics.update(loss=loss, logits=logits, labels=y)
+def eval_sums(model, x, y, valid):
+  """The summed loss and the number of correct predictions over the ``valid`` examples."""
+  logits = model(x)
+  losses = optax.softmax_cross_entropy_with_integer_labels(logits, y)
+  correct = jnp.argmax(logits, -1) == y
+  return jnp.where(valid, losses, 0).sum(), (correct & valid).sum()
 
 
 def evaluation_model(schedule: str, model: nnx.Module, optimizer: nnx.Optimizer) -> nnx.Module:
@@ -169,14 +173,24 @@ class DataParallel:
 
 
 def evaluate(model, x, y, parallel: DataParallel, chunk: int = 1000) -> dict[str, float]:
+  """Mean loss and accuracy over every example, in chunks sharded like the training batches.
+
+  The last chunk is padded to the chunk size and masked, so one compilation serves every chunk.
+  """
+  chunk = -(-chunk // jax.device_count()) * jax.device_count()  # splits across the devices
+  parallel.replicate(model)  # as eval_sums leaves it: else the second chunk compiles again
   model.eval()
-  metrics = nnx.MultiMetric(loss=nnx.metrics.Average('loss'), accuracy=nnx.metrics.Accuracy())
+  sums = []
   for start in range(0, len(x), chunk):
-    xs = jax.device_put(x[start : start + chunk], parallel.replicated)
-    ys = jax.device_put(y[start : start + chunk], parallel.replicated)
-    eval_step(model, metrics, xs, ys)
+    size = min(chunk, len(x) - start)
+    pad = [(0, chunk - size)]
+    xs = np.pad(x[start : start + size], pad + [(0, 0)] * (x.ndim - 1))
+    ys = np.pad(y[start : start + size], pad)
+    valid = np.arange(chunk) < size
+    sums.append(eval_sums(model, parallel.shard(xs), parallel.shard(ys), parallel.shard(valid)))
   model.train()
-  return {k: float(v) for k, v in metrics.compute().items()}
+  loss, correct = np.sum(np.asarray(jax.device_get(sums), np.float64), axis=0)
+  return {'loss': float(loss / len(x)), 'accuracy': float(correct / len(x))}
 
 
 def say(message: str) -> None:

@@ -11,12 +11,14 @@ from pathlib import Path
 import chex
 import jax
 import numpy as np
+import optax
 import pytest
 
 from examples import compare
 from examples import configs
 from examples import data
 from examples import main
+from examples import models
 from examples import schedules
 from examples import sweep
 from examples import train
@@ -376,6 +378,28 @@ def test_checkpoint_restore_lets_other_errors_through(tmp_path, monkeypatch):
   with pytest.raises(TypeError, match='a bug'):
     checkpoints.restore(None, {})
   checkpoints.close()
+
+
+def test_evaluation_in_chunks_equals_the_whole_set_at_once(digits, monkeypatch):
+  config = train.resolve(FAST)
+  shape, classes = digits.x_train.shape[1:], digits.num_classes
+  model = models.create_model(config.model, shape, classes, config.seed)
+  x, y = digits.x_test, digits.y_test
+  chunk = len(x) // 3 + 1  # the last chunk is shorter
+  model.eval()
+  logits = model(x)
+  expected = {
+    'loss': optax.softmax_cross_entropy_with_integer_labels(logits, y).mean(),
+    'accuracy': np.mean(np.argmax(logits, -1) == y),
+  }
+  traced = []
+  forward = type(model).__call__
+  monkeypatch.setattr(
+    type(model), '__call__', lambda self, x: traced.append(x.shape) or forward(self, x)
+  )
+  metrics = train.evaluate(model, x, y, train.DataParallel(config.batch_size), chunk=chunk)
+  chex.assert_trees_all_close(metrics, expected, rtol=1e-6)
+  assert len(traced) == 1, traced  # one compilation serves every chunk
 
 
 SHARDED_RUN = """
