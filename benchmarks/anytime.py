@@ -330,7 +330,7 @@ def plot(results: Results, path: Path) -> None:
 
 def main(argv: list[str] | None = None) -> Results:
   """Runs the searches, writes DIR/anytime.md, .png and .json, prints the table."""
-  parser = argparse.ArgumentParser(description=(__doc__ or '').splitlines()[0])
+  parser = argparse.ArgumentParser(description=__doc__ and __doc__.splitlines()[0])
   parser.add_argument('--out', type=Path, required=True)
   parser.add_argument('--quick', action='store_true', help='short horizons, short searches')
   args = parser.parse_args(argv)

@@ -340,7 +340,7 @@ def command_line(args: argparse.Namespace) -> str:
 
 def main(argv: list[str] | None = None) -> tuple[list[Case], NetworkTrace]:
   """Runs the traces, writes DIR/auto_traces.md and DIR/auto_traces.png, prints the tables."""
-  parser = argparse.ArgumentParser(description=(__doc__ or '').splitlines()[0])
+  parser = argparse.ArgumentParser(description=__doc__ and __doc__.splitlines()[0])
   parser.add_argument('--out', type=Path, required=True)
   parser.add_argument('--quick', action='store_true', help='one short horizon, 2 seeds: seconds')
   args = parser.parse_args(argv)

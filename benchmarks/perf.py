@@ -1,7 +1,7 @@
 """Cost of step-decay schedules against optax's own: per step, per milestone, per sweep.
 
 Usage:
-  python benchmarks/perf.py --out DIR [--quick]
+  python -m benchmarks.perf --out DIR [--quick]
 
 Writes DIR/perf.md (tables) and DIR/perf.json (raw figures). Every figure is a
 median over repeats, timed in this process with the variants interleaved so
@@ -517,11 +517,11 @@ def markdown(results: dict) -> str:
 
 
 def main(argv: list[str] | None = None) -> dict:
-  parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+  parser = argparse.ArgumentParser(description=__doc__ and __doc__.splitlines()[0])
   parser.add_argument('--out', type=Path, required=True, help='directory for perf.md and perf.json')
   parser.add_argument('--quick', action='store_true', help='tiny sizes: seconds, for CI')
   args = parser.parse_args(argv)
-  command = 'python benchmarks/perf.py' + (' --quick' if args.quick else '') + f' --out {args.out}'
+  command = 'python -m benchmarks.perf' + (' --quick' if args.quick else '') + f' --out {args.out}'
   results = {'machine': machine(), 'command': command, 'quick': args.quick}
   for key, fn in [
     ('per_step', per_step_cost),

@@ -42,7 +42,7 @@ def command_line(args: argparse.Namespace) -> str:
 
 def main(argv: list[str] | None = None) -> runner.Results:
   """Runs the benchmark, writes its report to --out and prints the tables."""
-  parser = argparse.ArgumentParser(description=(__doc__ or '').splitlines()[0])
+  parser = argparse.ArgumentParser(description=__doc__ and __doc__.splitlines()[0])
   parser.add_argument('--out', type=Path, required=True)
   parser.add_argument(
     '--quick',

@@ -14,6 +14,7 @@ the same seeds and batch order. Both use the tuned eta0 of ``wsd`` and
 from __future__ import annotations
 
 import dataclasses
+import functools
 import time
 from pathlib import Path
 
@@ -80,9 +81,12 @@ def run(
 
     return jax.vmap(one)(carry[0], carry[1])
 
+  @functools.partial(jax.jit, static_argnames='tx')  # one compilation per tx and segment shape
+  def train_seeds(carry, batches, train_data, tx):
+    return jax.vmap(lambda c, b: network.train(tx, c, b, *train_data)[0])(carry, batches)
+
   def train_segment(tx, carry, start, stop):
-    program = jax.vmap(lambda c, b, d: network.train(tx, c, b, *d)[0], in_axes=(0, 0, None))
-    return jax.jit(program)(carry, stream[:, start:stop], data[:2])
+    return train_seeds(carry, stream[:, start:stop], data[:2], tx=tx)
 
   wsd = sgd(osd.scale_by_cooldown(osd.wsd_schedule(eta0[BRANCHED], warmup_steps=warmup)))
   carry = (params, rest, jax.vmap(wsd.init)(params))

@@ -38,8 +38,15 @@ class Parser(argparse.ArgumentParser):
     self.exit(2, f'{self.prog}: error: {message}\n')
 
 
-class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
-  pass
+class HelpFormatter(argparse.RawDescriptionHelpFormatter):
+  """Shows each flag's default once: the help's own words about it, else its value if it has one."""
+
+  def _get_help_string(self, action: argparse.Action) -> str | None:
+    help = action.help or ''
+    switch = action.nargs == 0 and action.const is not None  # store_true / store_false
+    if '(default' in help or action.default in (None, argparse.SUPPRESS) or switch:
+      return action.help
+    return f'{help} (default: %(default)s)'
 
 
 def _checked(kind: type, flag: str, field: dataclasses.Field | None = None, **checks):
@@ -132,10 +139,23 @@ def parser() -> Parser:
     action='store_true',
     help='start over in a checkpoint directory that holds another run',
   )
-  run.add_argument('--no-progress', dest='progress', action='store_false', help='no output')
+  run.add_argument(
+    '--no-progress',
+    dest='progress',
+    action='store_false',
+    help='no progress bar and no line per epoch; the final result line is still printed',
+  )
   run.add_argument('--coordinator-address', help='HOST:PORT of process 0, for multi-process runs')
-  run.add_argument('--num-processes', type=_checked(int, '--num-processes', positive=True))
-  run.add_argument('--process-id', type=_checked(int, '--process-id', non_negative=True))
+  run.add_argument(
+    '--num-processes',
+    type=_checked(int, '--num-processes', positive=True),
+    help='processes of a multi-process run',
+  )
+  run.add_argument(
+    '--process-id',
+    type=_checked(int, '--process-id', non_negative=True),
+    help='this process, from 0 (process 0 prints and writes the outputs)',
+  )
 
   tuned_help = 'tuned settings (default: examples/tuned/DATASET.json)'
   for name, help in [
@@ -155,7 +175,12 @@ def parser() -> Parser:
         help='comma-separated names',
       )
     if name in ('compare', 'branch'):
-      sub.add_argument('--seeds', type=_checked(int, '--seeds', positive=True), default=10)
+      sub.add_argument(
+        '--seeds',
+        type=_checked(int, '--seeds', positive=True),
+        default=10,
+        help='runs per schedule, on seeds 0 to N-1',
+      )
       sub.add_argument('--tuned', type=Path, help=tuned_help)
   commands.choices['branch'].add_argument(
     '--stable-steps',
@@ -171,12 +196,16 @@ def _config(args: argparse.Namespace) -> configs.Config:
   return configs.Config(**{k: v for k, v in vars(args).items() if k in fields})
 
 
-def _train(args: argparse.Namespace, dataset: data.Dataset) -> None:
+def _initialize_distributed(args: argparse.Namespace) -> None:
+  """Joins a multi-process run when its three flags are given."""
   distributed = [args.coordinator_address, args.num_processes, args.process_id]
   if any(v is not None for v in distributed):
     if any(v is None for v in distributed):
       raise train.UsageError('--coordinator-address, --num-processes and --process-id go together')
     jax.distributed.initialize(*distributed)
+
+
+def _train(args: argparse.Namespace, dataset: data.Dataset) -> None:
   config = train.resolve(_config(args), configs.load_tuned(args.dataset))
   options = train.Options(
     args.checkpoint_dir,
@@ -233,6 +262,8 @@ COMMANDS = {'train': _train, 'compare': _compare, 'tune': _tune, 'branch': _bran
 def main(argv: list[str] | None = None) -> int:
   args = parser().parse_args(argv)
   try:
+    if args.command == 'train':  # before anything else uses JAX, as jax.distributed requires
+      _initialize_distributed(args)
     dataset = data.load_dataset(args.dataset, args.data_dir)
     COMMANDS[args.command](args, dataset)
   except train.UsageError as error:

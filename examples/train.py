@@ -18,6 +18,7 @@ import time
 from pathlib import Path
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import optax
 import orbax.checkpoint as ocp
@@ -121,9 +122,12 @@ def train_step(model, optimizer, x, y):
 
 
 @nnx.jit
-def eval_step(model, metrics, x, y):
-  loss, logits = loss_fn(model, x, y)
-  metrics.update(loss=loss, logits=logits, labels=y)
+def eval_sums(model, x, y, valid):
+  """The summed loss and the number of correct predictions over the ``valid`` examples."""
+  logits = model(x)
+  losses = optax.softmax_cross_entropy_with_integer_labels(logits, y)
+  correct = jnp.argmax(logits, -1) == y
+  return jnp.where(valid, losses, 0).sum(), (correct & valid).sum()
 
 
 def evaluation_model(schedule: str, model: nnx.Module, optimizer: nnx.Optimizer) -> nnx.Module:
@@ -169,20 +173,40 @@ class DataParallel:
 
 
 def evaluate(model, x, y, parallel: DataParallel, chunk: int = 1000) -> dict[str, float]:
+  """Mean loss and accuracy over every example, in chunks sharded like the training batches.
+
+  The last chunk is padded to the chunk size and masked, so one compilation serves every chunk.
+  """
+  chunk = -(-chunk // jax.device_count()) * jax.device_count()  # splits across the devices
+  parallel.replicate(model)  # as eval_sums leaves it: else the second chunk compiles again
   model.eval()
-  metrics = nnx.MultiMetric(loss=nnx.metrics.Average('loss'), accuracy=nnx.metrics.Accuracy())
+  sums = []
   for start in range(0, len(x), chunk):
-    xs = jax.device_put(x[start : start + chunk], parallel.replicated)
-    ys = jax.device_put(y[start : start + chunk], parallel.replicated)
-    eval_step(model, metrics, xs, ys)
+    size = min(chunk, len(x) - start)
+    pad = [(0, chunk - size)]
+    xs = np.pad(x[start : start + size], pad + [(0, 0)] * (x.ndim - 1))
+    ys = np.pad(y[start : start + size], pad)
+    valid = np.arange(chunk) < size
+    sums.append(eval_sums(model, parallel.shard(xs), parallel.shard(ys), parallel.shard(valid)))
   model.train()
-  return {k: float(v) for k, v in metrics.compute().items()}
+  loss, correct = np.sum(np.asarray(jax.device_get(sums), np.float64), axis=0)
+  return {'loss': float(loss / len(x)), 'accuracy': float(correct / len(x))}
 
 
 def say(message: str) -> None:
   """Prints once per job, not once per process."""
   if jax.process_index() == 0:
     print(message, flush=True)
+
+
+def is_damaged_checkpoint(error: Exception) -> bool:
+  """Whether orbax raised ``error`` because a checkpoint is damaged, partial or incompatible.
+
+  Unparsable metadata and tensorstore's DATA_LOSS / NOT_FOUND or a tree that does not match are
+  ValueErrors, a missing item a KeyError, a missing file an OSError; orbax wraps any failure to
+  read array data in a bare ``Exception``, so that exact type counts too, but no other subclass.
+  """
+  return isinstance(error, ValueError | KeyError | OSError) or type(error) is Exception
 
 
 class Checkpoints:
@@ -238,7 +262,9 @@ class Checkpoints:
             state=ocp.args.StandardRestore(nnx.state(nodes)), logs=ocp.args.JsonRestore()
           ),
         )
-      except Exception as error:  # a damaged checkpoint: try the one before
+      except Exception as error:  # broad: orbax raises a bare Exception for unreadable arrays
+        if not is_damaged_checkpoint(error):
+          raise
         reason = f'{type(error).__name__}: {str(error).splitlines()[0][:120]}'
         say(
           f'checkpoint {step} in {self.manager.directory} cannot be restored ({reason}); '
@@ -390,7 +416,7 @@ class _Run:
       **{f'test_{k}': v for k, v in test.items()},
     }
     self.logs['history'].append(row)
-    if self.options.progress:
+    if self.options.progress or self.step == self.budget.total_steps:  # the final line, always
       say(
         f'epoch {row["epoch"]:3d}/{self.config.epochs}  step {self.step:6d}  lr {row["lr"]:.4g}  '
         f'train loss {row["train_loss"]:.4f}  test loss {row["test_loss"]:.4f}  '

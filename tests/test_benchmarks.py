@@ -1,6 +1,10 @@
 """The benchmarks run end to end in their --quick mode (no timing assertions)."""
 
 import json
+import re
+import subprocess
+import sys
+from pathlib import Path
 
 import chex
 import jax
@@ -15,6 +19,9 @@ from benchmarks import runner
 from benchmarks import theory
 from benchmarks.problems import all_problems
 from benchmarks.runner import Results
+
+ROOT = Path(__file__).resolve().parent.parent
+BENCHMARKS = ('anytime', 'auto_traces', 'perf', 'theory')
 
 
 def test_perf_quick_writes_report(tmp_path):
@@ -105,3 +112,39 @@ def test_anytime_quick_writes_report(tmp_path):
   assert jax.config.read('jax_enable_x64') is False
   assert '| best sequence found |' in (tmp_path / 'anytime.md').read_text()
   assert (tmp_path / 'anytime.png').stat().st_size > 10_000
+
+
+NO_DOCSTRINGS = """
+import contextlib, importlib, io, sys
+for name in sys.argv[1:]:
+  module = importlib.import_module(f'benchmarks.{name}')
+  assert module.__doc__ is None
+  try:
+    with contextlib.redirect_stdout(io.StringIO()):
+      module.main(['--help'])
+  except SystemExit as stop:
+    assert stop.code == 0, name
+"""
+
+
+def test_help_works_without_docstrings():
+  out = subprocess.run(
+    [sys.executable, '-OO', '-c', NO_DOCSTRINGS, *BENCHMARKS],
+    cwd=ROOT,
+    capture_output=True,
+    text=True,
+    check=False,
+    timeout=120,
+  )
+  assert out.returncode == 0, out.stderr
+
+
+def test_every_benchmark_is_run_as_a_module():
+  written = [ROOT / 'README.md', ROOT / 'Makefile', *ROOT.glob('docs/*.md')]
+  for pattern in ('benchmarks/*.py', 'benchmarks/results/*.json', 'benchmarks/results/*.md'):
+    written += ROOT.glob(pattern)
+  for path in written:
+    assert not re.search(r'python3? benchmarks/', path.read_text()), path
+  for name in BENCHMARKS:
+    usage = (ROOT / f'benchmarks/{name}.py').read_text().split('"""')[1]
+    assert f'python -m benchmarks.{name} ' in usage, name

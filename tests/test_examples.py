@@ -3,6 +3,7 @@
 import dataclasses
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -10,12 +11,14 @@ from pathlib import Path
 import chex
 import jax
 import numpy as np
+import optax
 import pytest
 
 from examples import compare
 from examples import configs
 from examples import data
 from examples import main
+from examples import models
 from examples import schedules
 from examples import sweep
 from examples import train
@@ -106,6 +109,76 @@ def test_help_shows_defaults_and_every_knob(capsys):
     assert name in text
     if spec.knob:
       assert f'knob {spec.knob}' in text
+
+
+def test_help_shows_each_default_once(capsys):
+  for command in main.COMMANDS:
+    with pytest.raises(SystemExit):
+      main.main([command, '--help'])
+    text = capsys.readouterr().out
+    flags = re.split(r'\n  -', text.split('\noptions:')[1].split('\n\n')[0])
+    assert len(flags) > 10, text
+    for flag in flags:
+      assert flag.count('(default') <= 1 and '(default: None)' not in flag, (command, flag)
+
+
+NO_DOCSTRINGS = """
+import contextlib, io, types
+import numpy as np
+from examples import compare, configs, data, main, sweep
+assert main.__doc__ is None and compare.__doc__ is None
+for argv in ([], ['train'], ['compare'], ['tune'], ['branch']):
+  try:
+    with contextlib.redirect_stdout(io.StringIO()):
+      main.main([*argv, '--help'])
+  except SystemExit as stop:
+    assert stop.code == 0, argv
+def scores(config, members, dataset):
+  ones = np.ones((len(members), 1))
+  return types.SimpleNamespace(test_accuracy=ones, test_loss=ones, seconds=0.0)
+sweep.train_many = scores
+with contextlib.redirect_stdout(io.StringIO()):
+  tuned = compare.tune(configs.Config(), ['constant'], data.load_digits_dataset())
+print(tuned['protocol'])
+"""
+
+
+def test_command_line_and_tuning_work_without_docstrings():
+  out = subprocess.run(
+    [sys.executable, '-OO', '-c', NO_DOCSTRINGS],
+    cwd=ROOT,
+    capture_output=True,
+    text=True,
+    check=False,
+    timeout=120,
+  )
+  assert out.returncode == 0, out.stderr
+  assert out.stdout.strip() == compare.TUNING_PROTOCOL
+
+
+def test_tuning_protocol_is_the_one_the_committed_settings_record():
+  assert configs.load_tuned('mnist1d')['protocol'] == compare.TUNING_PROTOCOL
+
+
+def test_distributed_initialisation_comes_before_the_data(monkeypatch, tmp_path):
+  calls = []
+  monkeypatch.setattr(jax.distributed, 'initialize', lambda *args: calls.append('initialize'))
+
+  def load_dataset(*args):
+    calls.append('load_dataset')
+    raise data.MissingDataError('stop here')
+
+  monkeypatch.setattr(data, 'load_dataset', load_dataset)
+  flags = ['--coordinator-address', '127.0.0.1:1234', '--num-processes', '2', '--process-id', '0']
+  assert main.main(['train', *flags]) == 1
+  assert calls == ['initialize', 'load_dataset']
+
+
+def test_no_progress_still_prints_the_final_result_line(digits, capsys):
+  train.train_and_evaluate(train.resolve(FAST), QUIET, digits)
+  lines = capsys.readouterr().out.splitlines()
+  assert len(lines) == 1 and lines[0].startswith(f'epoch   {FAST.epochs}/{FAST.epochs}'), lines
+  assert 'test acc' in lines[0]
 
 
 def test_train_writes_history_and_step_sizes(tmp_path):
@@ -267,7 +340,7 @@ def test_a_second_writer_is_refused(tmp_path, digits):
   train.Checkpoints(options, train.resolve(FAST)).close()  # free again
 
 
-@pytest.mark.parametrize('damage', ['truncate', 'garbage', 'remove'])
+@pytest.mark.parametrize('damage', ['truncate', 'garbage', 'remove', 'arrays'])
 def test_resume_falls_back_past_a_damaged_newest_checkpoint(tmp_path, digits, damage, capsys):
   config = train.resolve(FAST)
   options = train.Options(checkpoint_dir=str(tmp_path), checkpoint_every_steps=20, progress=False)
@@ -280,15 +353,53 @@ def test_resume_falls_back_past_a_damaged_newest_checkpoint(tmp_path, digits, da
         import shutil
 
         shutil.rmtree(item)
+  if damage == 'arrays':  # the array data alone, whose failed reads orbax wraps in a bare Exception
+    files = [path for path in files if path.parent.parent.name.startswith('ocdbt.process')]
   for path in files if damage != 'remove' else []:
     path.write_bytes(b'\xff\x00garbage' if damage == 'garbage' else path.read_bytes()[:3])
   capsys.readouterr()
   resumed = train.train_and_evaluate(config, dataclasses.replace(options, progress=True), digits)
   out = capsys.readouterr().out
   assert 'checkpoint 50' in out and 'cannot be restored' in out
+  assert damage != 'arrays' or '(Exception: ' in out, out
   assert 'resuming from step 40 of 84' in out, out
   full = train.train_and_evaluate(config, QUIET, digits)
   chex.assert_trees_all_equal(resumed.learning_rates, full.learning_rates)
+
+
+def test_checkpoint_restore_lets_other_errors_through(tmp_path, monkeypatch):
+  checkpoints = train.Checkpoints(train.Options(checkpoint_dir=str(tmp_path)), train.resolve(FAST))
+
+  def restore(*args, **kwargs):
+    raise TypeError('a bug, not a damaged checkpoint')
+
+  monkeypatch.setattr(checkpoints.manager, 'all_steps', lambda: [5])
+  monkeypatch.setattr(checkpoints.manager, 'restore', restore)
+  with pytest.raises(TypeError, match='a bug'):
+    checkpoints.restore(None, {})
+  checkpoints.close()
+
+
+def test_evaluation_in_chunks_equals_the_whole_set_at_once(digits, monkeypatch):
+  config = train.resolve(FAST)
+  shape, classes = digits.x_train.shape[1:], digits.num_classes
+  model = models.create_model(config.model, shape, classes, config.seed)
+  x, y = digits.x_test, digits.y_test
+  chunk = len(x) // 3 + 1  # the last chunk is shorter
+  model.eval()
+  logits = model(x)
+  expected = {
+    'loss': optax.softmax_cross_entropy_with_integer_labels(logits, y).mean(),
+    'accuracy': np.mean(np.argmax(logits, -1) == y),
+  }
+  traced = []
+  forward = type(model).__call__
+  monkeypatch.setattr(
+    type(model), '__call__', lambda self, x: traced.append(x.shape) or forward(self, x)
+  )
+  metrics = train.evaluate(model, x, y, train.DataParallel(config.batch_size), chunk=chunk)
+  chex.assert_trees_all_close(metrics, expected, rtol=1e-6)
+  assert len(traced) == 1, traced  # one compilation serves every chunk
 
 
 SHARDED_RUN = """
@@ -412,13 +523,25 @@ def test_committed_tuned_settings_are_inside_their_grids():
     assert setting['knob'] in (spec.knob_grid or (None,)), name
 
 
-def test_branch_demo_counts_its_compute_and_writes_its_report(tmp_path, tiny_mnist1d):
+def test_branch_demo_counts_its_compute_and_writes_its_report(tmp_path, tiny_mnist1d, monkeypatch):
   from examples import branch
 
+  traced = []
+  train_seeds = sweep.Network.train
+
+  def counted(self, tx, carry, batches, *data):
+    traced.append(batches.shape[-2])
+    return train_seeds(self, tx, carry, batches, *data)
+
+  monkeypatch.setattr(sweep.Network, 'train', counted)
   config = dataclasses.replace(configs.Config(), model='cnn1d', batch_size=32)
   tuned = configs.load_tuned('mnist1d')
   result = branch.run(config, tiny_mnist1d, [0, 1], stable_steps=16, tuned=tuned)
   assert result.checkpoints == [4, 8, 12, 16] and result.lengths == [5, 10, 15, 20]
+  stable = {b - a for a, b in zip([0, *result.checkpoints], result.checkpoints, strict=False)}
+  cooldowns = {n - c for c, n in zip(result.checkpoints, result.lengths, strict=True)}
+  # One compilation per segment length of the warmup-stable run, one per cosine run.
+  assert len(traced) == len(stable | cooldowns) + len(result.lengths), traced
   assert result.compute == {'wsd': 16 + 1 + 2 + 3 + 4, 'cosine': 50}
   for method in ('wsd', 'cosine'):
     chex.assert_shape(list(result.final[method].values()), (4, 2))
