@@ -105,7 +105,7 @@ def _arithmetic_change_points(
 
 # Up to this many boundaries, comparing a count with every one of them (fused into one pass)
 # is faster than a binary search; above it the search's O(log M) wins. Measured with
-# `python benchmarks/perf.py` on a 2-core CPU (100,000 counts: 0.15 against 0.21 ms at 32
+# `python -m benchmarks.perf` on a 2-core CPU (100,000 counts: 0.15 against 0.21 ms at 32
 # boundaries, 0.9 against 0.23 ms at 64).
 COMPARE_ALL_MAX_BOUNDARIES = 32
 
