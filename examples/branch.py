@@ -26,6 +26,7 @@ import optax_stepdecay as osd
 from examples import compare
 from examples import configs
 from examples import data as data_lib
+from examples import schedules
 from examples import sweep
 from examples import train
 from examples.schedules import BRANCHED
@@ -67,10 +68,7 @@ def run(
   )
   data = (dataset.x_train, dataset.y_train, dataset.x_test, dataset.y_test)
 
-  def sgd(step_size):
-    return optax.chain(
-      optax.add_decayed_weights(config.weight_decay), optax.trace(config.momentum), step_size
-    )
+  sgd = schedules.Sgd(config.momentum, config.weight_decay).around
 
   @jax.jit
   def evaluate(carry, data):

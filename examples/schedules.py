@@ -6,9 +6,9 @@ differs. Each entry has ``eta0`` and at most one decay knob, and says:
 
 * ``prepare(knob, budget)``: the knob turned into the numbers the step size
   needs, on the host (integers such as stage lengths are exact there);
-* ``build(eta0, hyper, budget, momentum)``: the optimizer, from ``eta0`` and
-  those numbers, which may be traced: ``jax.vmap`` over them trains a whole
-  grid of one schedule in one program;
+* ``build(eta0, hyper, budget, sgd)``: the optimizer, from ``eta0`` and
+  those numbers, which may be traced (``jax.vmap`` over them trains a whole
+  grid of one schedule in one program), and the run's :class:`Sgd` settings;
 * ``eval_params(opt_state, params)``: the point to evaluate (the parameters,
   or schedule-free SGD's average).
 
@@ -37,6 +37,20 @@ class Budget:
   steps_per_epoch: int
 
 
+@dataclasses.dataclass(frozen=True)
+class Sgd:
+  """What every optimizer shares: heavy-ball momentum and coupled L2, as ``torch.optim.SGD``."""
+
+  momentum: float
+  weight_decay: float
+
+  def around(self, step_size: optax.GradientTransformation) -> optax.GradientTransformation:
+    """SGD whose step size is ``step_size``: L2 added to the gradient, then momentum."""
+    parts = [optax.add_decayed_weights(self.weight_decay)] if self.weight_decay else []
+    parts += [optax.trace(self.momentum)] if self.momentum else []
+    return optax.chain(*parts, step_size)
+
+
 def _params(opt_state: optax.OptState, params: optax.Params) -> optax.Params:
   del opt_state
   return params
@@ -47,7 +61,7 @@ class ScheduleSpec:
   """A named step size: how to build, tune and evaluate it."""
 
   describe: str
-  build: Callable[[Any, Hyper, Budget, float], optax.GradientTransformation]
+  build: Callable[[Any, Hyper, Budget, Sgd], optax.GradientTransformation]
   family: str  # plots group schedules by family
   knob: str | None = None
   knob_help: str = ''
@@ -64,15 +78,11 @@ class ScheduleSpec:
       object.__setattr__(self, 'default_knob', self.knob_grid[len(self.knob_grid) // 2])
 
 
-def _sgd(step_size: optax.GradientTransformation, momentum: float) -> optax.GradientTransformation:
-  return optax.chain(optax.trace(momentum), step_size) if momentum else step_size
-
-
 def _scheduled(schedule: Callable[[Any, Hyper, Budget], optax.Schedule]):
   """A build hook for a plain schedule: SGD scaled by ``schedule(eta0, hyper, budget)``."""
 
-  def build(eta0, hyper: Hyper, budget: Budget, momentum: float) -> optax.GradientTransformation:
-    return _sgd(osd.scale_by_tracked_learning_rate(schedule(eta0, hyper, budget)), momentum)
+  def build(eta0, hyper: Hyper, budget: Budget, sgd: Sgd) -> optax.GradientTransformation:
+    return sgd.around(osd.scale_by_tracked_learning_rate(schedule(eta0, hyper, budget)))
 
   return build
 
@@ -89,13 +99,15 @@ def _prepare_step_decay(alpha: float | None, budget: Budget) -> Hyper:
   }
 
 
-def _step_decay(eta0, hyper: Hyper, budget: Budget) -> optax.Schedule:
+def _step_decay(eta0, hyper: Hyper, budget: Budget, sgd: Sgd) -> optax.GradientTransformation:
   del budget
-  return osd.step_decay_schedule(
+  return osd.step_decay_sgd(
     eta0,
     decay_factor=hyper['alpha'],
     stage_length=hyper['stage_length'],
     num_stages=hyper['num_stages'],
+    momentum=sgd.momentum or None,
+    weight_decay=sgd.weight_decay,
   )
 
 
@@ -136,15 +148,14 @@ def _prepare_wsd(fraction: float | None, budget: Budget) -> Hyper:
 
 
 def _wsd(eta0, hyper: Hyper, budget: Budget) -> optax.Schedule:
-  # 5% linear warmup from 0, constant, then linear to 0 over the last decay_steps.
-  warmup, total = _warmup_steps(budget), budget.total_steps
-
-  def schedule(t):
-    ramp_up = jnp.minimum((t + 1) / warmup, 1.0)
-    ramp_down = jnp.clip((total - t) / hyper['decay_steps'], 0.0, 1.0)
-    return eta0 * jnp.minimum(ramp_up, ramp_down)
-
-  return schedule
+  # The library's WSD with its default 1-sqrt cooldown, the shape Hägele et al. (2024) found
+  # best and the one the branch demo's cooldowns take: one WSD throughout the examples.
+  return osd.wsd_schedule(
+    eta0,
+    warmup_steps=_warmup_steps(budget),
+    decay_steps=hyper['decay_steps'],
+    total_steps=budget.total_steps,
+  )
 
 
 def _constant(eta0, hyper: Hyper, budget: Budget) -> optax.Schedule:
@@ -152,27 +163,30 @@ def _constant(eta0, hyper: Hyper, budget: Budget) -> optax.Schedule:
   return lambda t: eta0 * jnp.ones_like(t, dtype=jnp.float32)
 
 
-def _plateau(eta0, hyper: Hyper, budget: Budget, momentum: float) -> optax.GradientTransformation:
+def _plateau(eta0, hyper: Hyper, budget: Budget, sgd: Sgd) -> optax.GradientTransformation:
   # Evaluated on the mean training loss of each epoch (the `value` of every update).
   cut = osd.reduce_on_plateau(
     decay_factor=hyper['knob'], patience=3, accumulation_size=budget.steps_per_epoch
   )
-  return optax.chain(_scheduled(_constant)(eta0, hyper, budget, momentum), cut)
+  return optax.chain(_scheduled(_constant)(eta0, hyper, budget, sgd), cut)
 
 
-def _auto(eta0, hyper: Hyper, budget: Budget, momentum: float) -> optax.GradientTransformation:
+def _auto(eta0, hyper: Hyper, budget: Budget, sgd: Sgd) -> optax.GradientTransformation:
   del hyper
   epoch = budget.steps_per_epoch  # no horizon: a test every epoch, stages of two or more
   auto = osd.auto_step_decay(
     eta0, decay_factor=10.0, test_interval=epoch, min_stage_length=2 * epoch
   )
-  return _sgd(auto, momentum)
+  return sgd.around(auto)
 
 
-def _schedule_free(eta0, hyper, budget: Budget, momentum: float) -> optax.GradientTransformation:
+def _schedule_free(eta0, hyper, budget: Budget, sgd: Sgd) -> optax.GradientTransformation:
+  # Its momentum b1 is the run's momentum (0.9 without one: schedule-free needs its average);
+  # its warmup is fixed at wsd's, 5% of the updates, and not tuned.
   del hyper
   free = optax.inject_hyperparams(optax.contrib.schedule_free_sgd, static_args=('warmup_steps',))
-  return free(learning_rate=eta0, warmup_steps=_warmup_steps(budget), b1=momentum or 0.9)
+  step = free(learning_rate=eta0, warmup_steps=_warmup_steps(budget), b1=sgd.momentum or 0.9)
+  return Sgd(momentum=0.0, weight_decay=sgd.weight_decay).around(step)
 
 
 def _schedule_free_eval(opt_state: optax.OptState, params: optax.Params) -> optax.Params:
@@ -184,7 +198,7 @@ def _schedule_free_eval(opt_state: optax.OptState, params: optax.Params) -> opta
 SCHEDULES: dict[str, ScheduleSpec] = {
   'step_decay': ScheduleSpec(
     "the paper's step decay: floor(log_alpha T) stages of equal length, each /alpha",
-    _scheduled(_step_decay),
+    _step_decay,
     'step',
     'alpha',
     'the divisor at each cut; it also sets the number of stages',
@@ -233,7 +247,7 @@ SCHEDULES: dict[str, ScheduleSpec] = {
   ),
   'cosine': ScheduleSpec('cosine from eta0 to 0 (optax)', _scheduled(_cosine), 'smooth'),
   'wsd': ScheduleSpec(
-    'warmup-stable-decay: 5% warmup, constant, linear to 0',
+    'warmup-stable-decay (osd.wsd_schedule): 5% linear warmup, constant, 1-sqrt to 0',
     _scheduled(_wsd),
     'smooth',
     'decay_fraction',
@@ -242,13 +256,13 @@ SCHEDULES: dict[str, ScheduleSpec] = {
     _prepare_wsd,
   ),
   'schedule_free': ScheduleSpec(
-    'schedule-free SGD (optax.contrib), evaluated at its average',
+    'schedule-free SGD (optax.contrib), 5% warmup, evaluated at its average',
     _schedule_free,
     'smooth',
     eval_params=_schedule_free_eval,
   ),
 }
-COMPARED = tuple(name for name in SCHEDULES if name != 'schedule_free')  # the README's table
+COMPARED = tuple(SCHEDULES)  # the README's table
 REFERENCE = 'step_decay'  # the comparison's paired differences are taken against it
 # The branch demo: cooldowns branched from one run use wsd's tuned eta0, the separately trained
 # cosine runs cosine's.
@@ -273,9 +287,7 @@ def build_optimizer(
 
   Every update takes ``value=loss`` (``plateau`` uses it, the others ignore it).
   """
-  tx = SCHEDULES[name].build(eta0, hyper, budget, momentum)
-  if weight_decay:
-    tx = optax.chain(optax.add_decayed_weights(weight_decay), tx)
+  tx = SCHEDULES[name].build(eta0, hyper, budget, Sgd(momentum, weight_decay))
   return optax.with_extra_args_support(tx)
 
 

@@ -212,7 +212,8 @@ def test_every_registry_entry_builds_and_trains_a_step(name):
   tx = schedules.build_optimizer(name, 0.1, hyper, budget, momentum=0.9, weight_decay=1e-4)
   params = {'w': jax.numpy.ones(3)}
   state = tx.init(params)
-  updates, state = tx.update(params, state, params, value=1.0)
+  for _ in range(2):  # a warmup's first step may be 0
+    updates, state = tx.update(params, state, params, value=1.0)
   chex.assert_tree_all_finite(updates)
   assert float(train.osd.current_learning_rate(state)) > 0
   chex.assert_trees_all_equal_shapes(spec.eval_params(state, params), params)
