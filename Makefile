@@ -35,8 +35,10 @@ lint: $(BIN)/.installed
 typecheck: $(BIN)/.installed
 	$(BIN)/mypy optax_stepdecay
 
+# Two workers, a file each at a time (a document's examples share one namespace): JAX
+# compiles each test's programs on one core, and CI has two.
 pytest: $(BIN)/.installed
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n 2 --dist loadfile
 
 test: lint typecheck pytest
 

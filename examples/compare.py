@@ -33,11 +33,17 @@ TUNING_PROTOCOL = (
   f'the training set is split {round(100 * (1 - VALIDATION["fraction"]))}/'
   f'{round(100 * VALIDATION["fraction"])} (seed {VALIDATION["seed"]}) into training and '
   'validation data; the test set is never used. For each schedule, every eta0 of ETA0_GRID '
-  '(factors of 2) times every value of its knob grid is trained on '
+  "(factors of 2; times the schedule's eta0_scale, 8 for schedule_free) times every value "
+  'of its knob grid is trained on '
   f'{len(TUNING_SEEDS)} seeds ({TUNING_SEEDS[0]}-{TUNING_SEEDS[-1]}), and the setting with the '
   'best mean final validation accuracy (ties: lower validation loss) is kept. ``auto`` is not '
   "tuned: it starts from step_decay's eta0."
 )
+
+
+def eta0_grid_of(name: str) -> tuple[float, ...]:
+  """The eta0 values tuning tries for schedule ``name``."""
+  return tuple(eta0 * schedules.SCHEDULES[name].eta0_scale for eta0 in ETA0_GRID)
 
 
 def tune(config: configs.Config, names: list[str], dataset: data_lib.Dataset) -> dict:
@@ -54,7 +60,8 @@ def tune(config: configs.Config, names: list[str], dataset: data_lib.Dataset) ->
     spec = schedules.SCHEDULES[name]
     if spec.eta0_from:
       continue
-    grid = [(eta0, knob) for eta0 in ETA0_GRID for knob in spec.knob_grid or (None,)]
+    eta0_grid = eta0_grid_of(name)
+    grid = [(eta0, knob) for eta0 in eta0_grid for knob in spec.knob_grid or (None,)]
     members = [sweep.Member(eta0, knob, seed) for eta0, knob in grid for seed in TUNING_SEEDS]
     result = sweep.train_many(dataclasses.replace(config, schedule=name), members, validation)
     accuracy = result.test_accuracy[:, -1].reshape(len(grid), len(TUNING_SEEDS)).mean(axis=1)
@@ -66,7 +73,7 @@ def tune(config: configs.Config, names: list[str], dataset: data_lib.Dataset) ->
       'eta0': eta0,
       'knob': knob,
       'validation_accuracy': float(accuracy[best]),
-      'eta0_at_grid_edge': eta0 in (ETA0_GRID[0], ETA0_GRID[-1]),
+      'eta0_at_grid_edge': eta0 in (eta0_grid[0], eta0_grid[-1]),
       'scores': [
         {'eta0': e, 'knob': k, 'validation_accuracy': float(a), 'validation_loss': float(lo)}
         for (e, k), a, lo in zip(grid, accuracy, loss, strict=True)

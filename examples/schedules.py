@@ -71,6 +71,7 @@ class ScheduleSpec:
   )
   eval_params: Callable[[optax.OptState, optax.Params], optax.Params] = _params
   eta0_from: str | None = None  # untuned: runs with this schedule's tuned eta0
+  eta0_scale: float = 1.0  # tuning tries the shared eta0 grid times this
   default_knob: float | None = None
 
   def __post_init__(self) -> None:
@@ -260,6 +261,7 @@ SCHEDULES: dict[str, ScheduleSpec] = {
     _schedule_free,
     'smooth',
     eval_params=_schedule_free_eval,
+    eta0_scale=8.0,  # its best eta0 was the top of the shared grid: the same grid, 8 times up
   ),
 }
 COMPARED = tuple(SCHEDULES)  # the README's table
