@@ -184,35 +184,31 @@ def _is_static_zero(value: Any) -> bool:
   return isinstance(value, (int, float, np.number)) and value == 0
 
 
-def _in_dtype_of(value: jax.typing.ArrayLike, like: jax.Array) -> jax.Array:
-  """A scalar hyperparameter in ``like``'s dtype, so it scales ``like`` without widening it.
-
-  A traced hyperparameter (a float32 one under ``jax.vmap``) times bfloat16 buffers would
-  otherwise give float32 ones; optax casts a learning rate the same way.
-  """
-  return jnp.asarray(value).astype(like.dtype)
-
-
 def _add_decayed_weights(weight_decay: jax.typing.ArrayLike) -> optax.GradientTransformation:
-  """``optax.add_decayed_weights`` (same state), λ in each parameter's dtype."""
+  """``optax.add_decayed_weights`` (same state), λ in each parameter's dtype.
+
+  A traced λ (a float32 one under ``jax.vmap``) would otherwise widen bfloat16 updates.
+  """
 
   def update_fn(updates, state, params=None):
     if params is None:
       raise ValueError('weight_decay needs params: update(updates, state, params).')
-    decayed = jax.tree.map(lambda g, p: g + _in_dtype_of(weight_decay, p) * p, updates, params)
-    return decayed, state
+    decay = scale_updates(jnp.asarray(weight_decay), params)
+    return jax.tree.map(jnp.add, updates, decay), state
 
   return optax.GradientTransformation(optax.add_decayed_weights(0.0).init, update_fn)
 
 
 def _trace(momentum: jax.typing.ArrayLike, nesterov: bool) -> optax.GradientTransformation:
-  """``optax.trace`` (same state), μ in each buffer's dtype."""
+  """``optax.trace`` (same state), μ in each buffer's dtype (see :func:`_add_decayed_weights`)."""
+
+  def plus_momentum(updates: optax.Updates, trace: optax.Updates) -> optax.Updates:
+    return jax.tree.map(jnp.add, updates, scale_updates(jnp.asarray(momentum), trace))
 
   def update_fn(updates, state, params=None):
     del params
-    momentum_of = lambda g, t: g + _in_dtype_of(momentum, t) * t  # noqa: E731
-    trace = jax.tree.map(momentum_of, updates, state.trace)
-    updates = jax.tree.map(momentum_of, updates, trace) if nesterov else trace
+    trace = plus_momentum(updates, state.trace)
+    updates = plus_momentum(updates, trace) if nesterov else trace
     return updates, optax.TraceState(trace=trace)
 
   return optax.GradientTransformation(optax.trace(0.0).init, update_fn)
