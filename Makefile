@@ -72,7 +72,8 @@ test-lowest: $(BIN)/.installed
 	$(BIN)/uv venv --quiet --python $(PYTHON) $(LOWEST)
 	VIRTUAL_ENV=$(LOWEST) $(BIN)/uv pip install --quiet --resolution lowest-direct -e '.[test]'
 	VIRTUAL_ENV=$(LOWEST) $(BIN)/uv pip list | grep -iE '^(jax|jaxlib|optax|numpy|flax|chex|orbax-checkpoint|matplotlib|hypothesis|pytest|sybil) '
-	OPTAX_STEPDECAY_ORACLES=optional $(LOWEST)/bin/python -m pytest tests optax_stepdecay README.md docs \
+	OPTAX_STEPDECAY_ORACLES=optional $(LOWEST)/bin/python -m pytest -n 2 --dist loadfile \
+	  tests optax_stepdecay README.md docs \
 	  --ignore-glob='tests/test_example*' --ignore=tests/test_benchmarks.py
 
 clean:

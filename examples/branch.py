@@ -87,7 +87,7 @@ def run(
     return train_seeds(carry, stream[:, start:stop], data[:2], tx=tx)
 
   wsd = sgd(osd.scale_by_cooldown(osd.wsd_schedule(eta0[BRANCHED], warmup_steps=warmup)))
-  carry = (params, rest, jax.vmap(wsd.init)(params))
+  carry = (params, rest, jax.vmap(functools.partial(network.init, wsd))(params))
   final: dict[str, dict[str, list]] = {m: {'train_loss': [], 'test_accuracy': []} for m in eta0}
   done = 0
   for checkpoint, length in zip(checkpoints, lengths, strict=True):
@@ -105,7 +105,9 @@ def run(
         optax.warmup_cosine_decay_schedule(0.0, eta0[SEPARATE], warmup, length)
       )
     )
-    result = train_segment(cosine, (params, rest, jax.vmap(cosine.init)(params)), 0, length)
+    result = train_segment(
+      cosine, (params, rest, jax.vmap(functools.partial(network.init, cosine))(params)), 0, length
+    )
     for key, value in zip(final[SEPARATE], evaluate(result, data), strict=True):
       final[SEPARATE][key].append(np.asarray(value))
   cooldowns = sum(length - start for length, start in zip(lengths, checkpoints, strict=True))

@@ -20,7 +20,6 @@ import numpy as np
 import optax
 from flax import nnx
 
-import optax_stepdecay as osd
 from examples import configs
 from examples import data as data_lib
 from examples import models
@@ -78,21 +77,27 @@ class Network:
     loss = optax.softmax_cross_entropy_with_integer_labels(out, y).mean()
     return loss, jnp.mean(jnp.argmax(out, -1) == y)
 
-  def train(self, tx, carry, batches, x_train, y_train):
-    """Updates (params, rest, opt_state) once per row of batch indices; returns the step sizes."""
+  @staticmethod
+  def init(tx, params):
+    """The optimizer state that :meth:`train` carries: as ``nnx.Optimizer`` holds it, unwrapped."""
+    return nnx.as_pure(tx.init(params))
 
-    def loss_fn(params, rest, x, y):
-      out, rest = self.logits(params, rest, x, training=True)
-      return optax.softmax_cross_entropy_with_integer_labels(out, y).mean(), rest
+  def train(self, tx, carry, batches, x_train, y_train):
+    """Updates (params, rest, opt_state) once per row of batch indices; returns the step sizes.
+
+    Each step is ``train.update`` on the model and the ``nnx.Optimizer`` that
+    the carry holds, as a single run takes it.
+    """
 
     def step(carry, index):
       params, rest, opt_state = carry
-      grad_fn = jax.value_and_grad(loss_fn, has_aux=True)
-      (loss, rest), grads = grad_fn(params, rest, x_train[index], y_train[index])
-      updates, opt_state = tx.update(grads, opt_state, params, value=loss)
-      return (optax.apply_updates(params, updates), rest, opt_state), osd.current_learning_rate(
-        opt_state
-      )
+      model = nnx.merge(self.graphdef, params, rest)
+      model.train()
+      optimizer = nnx.Optimizer(model, tx, wrt=nnx.Param)  # its fresh state is dead code
+      nnx.update(optimizer.opt_state, nnx.state(opt_state))
+      _, rate = train.update(model, optimizer, x_train[index], y_train[index])
+      _, params, rest = nnx.split(model, nnx.Param, ...)
+      return (params, rest, nnx.as_pure(optimizer.opt_state)), rate
 
     return jax.lax.scan(step, carry, batches)
 
@@ -138,7 +143,7 @@ def train_many(
       test_loss, test_accuracy = network.metrics(evaluated, rest, x_test, y_test)
       return carry, (train_loss, test_loss, test_accuracy, rates)
 
-    _, out = jax.lax.scan(epoch, (params, rest, tx.init(params)), batches[seed_index])
+    _, out = jax.lax.scan(epoch, (params, rest, network.init(tx, params)), batches[seed_index])
     return out
 
   hyper = {k: np.asarray([h[k] for h in hypers]) for k in hypers[0]}

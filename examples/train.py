@@ -114,11 +114,18 @@ def loss_fn(model: nnx.Module, x: jax.Array, y: jax.Array) -> tuple[jax.Array, j
   return optax.softmax_cross_entropy_with_integer_labels(logits, y).mean(), logits
 
 
-@nnx.jit
-def train_step(model, optimizer, x, y):
+def update(model: nnx.Module, optimizer: nnx.Optimizer, x: jax.Array, y: jax.Array):
+  """One training step on the batch (x, y); returns its loss and the step size it used.
+
+  The one step of every run: :func:`train_step` compiles it for a single
+  run, and ``sweep.Network.train`` scans it over many.
+  """
   (loss, _), grads = nnx.value_and_grad(loss_fn, has_aux=True)(model, x, y)
   optimizer.update(model, grads, value=loss)  # `value` feeds reduce_on_plateau; others ignore it
   return loss, osd.current_learning_rate(optimizer.opt_state)
+
+
+train_step = nnx.jit(update)
 
 
 @nnx.jit

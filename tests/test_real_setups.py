@@ -1,32 +1,13 @@
-"""Every public transformation and reader in the setups people train in.
+"""Real setups in float32 and float64: the matrix's cases, and the review's setups one by one.
 
-A matrix of subjects (each public factory, built as a transformation) crossed with parameter dtypes
-(float32, bfloat16, float16; float64 and float32 under x64) and wrappers (plain,
-``optax.inject_hyperparams``, ``optax.MultiSteps``, ``optax.apply_if_finite``,
-``optax.multi_transform`` with two groups on different step sizes, ``optax.masked``). Each case
-trains a few steps in a jitted ``lax.scan`` and checks that
-
-* init and update states have the same tree structure, shapes and dtypes;
-* updates have the parameters' dtype, and no parameter-sized value on the way to them is wider
-  than the parameters (read from the jaxpr); statistics are at least float32 and no wider than
-  the parameters promoted to float32;
-* values agree with a float32 run within the dtype's precision;
-* the readers answer for every group, or refuse.
-
-Then the execution setups: ``jax.vmap`` over a hyperparameter, donated buffers, and parameters
-sharded over 8 host devices (in a subprocess, as XLA reads its device count once).
+The matrix and what each case checks: ``tests/real_setups.py``. Half precision:
+``test_real_setups_half_precision.py``; vmap, donation and sharding:
+``test_real_setups_execution.py``.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import inspect
-import os
-import subprocess
-import sys
-import textwrap
-from collections.abc import Callable
-from typing import Any
 
 import chex
 import jax
@@ -36,528 +17,15 @@ import optax
 import pytest
 
 import optax_stepdecay as osd
-from tests.conftest import x64_enabled
-
-NUM_STEPS = 7
-# Shapes no scalar statistic or buffer of the library has, so the jaxpr check can tell them apart.
-SHAPES = {'w': (3, 5), 'b': (7,)}
-GROUPS = {'w': 'a', 'b': 'b'}  # the labels of optax.multi_transform
-SECOND_GROUP_SCALE = 0.25  # group 'b' runs on a quarter of group 'a''s step size
+from tests import real_setups as rs
 
 
-@dataclasses.dataclass(frozen=True)
-class Subject:
-  """A public factory built as a transformation.
-
-  ``build(**hyperparams)`` returns it; ``hyperparams`` are injected by
-  ``optax.inject_hyperparams`` and scaled by SECOND_GROUP_SCALE (the
-  ``scaled`` ones) in the second group of ``optax.multi_transform``.
-  """
-
-  build: Callable[..., optax.GradientTransformation]
-  hyperparams: dict[str, Any]
-  scaled: str = 'init_value'
-  static: tuple[str, ...] = ()  # hyperparameters inject_hyperparams must keep static
-  has_rate: bool = True
-  has_output: bool = False
-  starts_cooldown: bool = False
-
-
-def _tracked(make_schedule):
-  return lambda init_value, decay_factor: osd.scale_by_tracked_learning_rate(
-    make_schedule(init_value, decay_factor)
-  )
-
-
-def _with_output(rule):
-  def build(init_value):
-    schedule = osd.step_decay_schedule(init_value, decay_factor=2.0, stage_length=2)
-    return optax.chain(osd.scale_by_tracked_learning_rate(schedule), rule(schedule))
-
-  return build
-
-
-SUBJECTS = {
-  'step_decay_sgd': Subject(
-    lambda init_value, decay_factor, momentum, weight_decay: osd.step_decay_sgd(
-      init_value,
-      decay_factor=decay_factor,
-      stage_length=2,
-      momentum=momentum,
-      nesterov=True,
-      weight_decay=weight_decay,
-    ),
-    dict(init_value=0.1, decay_factor=2.0, momentum=0.9, weight_decay=1e-3),
-  ),
-  'step_decay_schedule': Subject(
-    _tracked(lambda v, a: osd.step_decay_schedule(v, decay_factor=a, stage_length=2)),
-    dict(init_value=0.1, decay_factor=2.0),
-  ),
-  'fixed_horizon_step_decay_schedule': Subject(
-    _tracked(
-      lambda v, a: osd.fixed_horizon_step_decay_schedule(v, total_steps=NUM_STEPS, decay_factor=a)
-    ),
-    dict(init_value=0.1, decay_factor=2.0),
-    static=('decay_factor',),  # it sets the number of stages
-  ),
-  'multistep_decay_schedule': Subject(
-    _tracked(lambda v, a: osd.multistep_decay_schedule(v, milestones=[2, 5], decay_factor=a)),
-    dict(init_value=0.1, decay_factor=2.0),
-  ),
-  'stagewise_schedule': Subject(
-    lambda init_value: osd.scale_by_tracked_learning_rate(
-      osd.stagewise_schedule([2, 5], values=init_value * jnp.array([1.0, 0.5, 0.1]))
-    ),
-    dict(init_value=0.1),
-  ),
-  'geometric_stage_decay_schedule': Subject(
-    _tracked(
-      lambda v, a: osd.geometric_stage_decay_schedule(v, first_stage_length=2, decay_factor=a)
-    ),
-    dict(init_value=0.1, decay_factor=2.0),
-  ),
-  'with_linear_warmup': Subject(
-    _tracked(
-      lambda v, a: osd.with_linear_warmup(
-        osd.step_decay_schedule(v, decay_factor=a, stage_length=3), warmup_steps=2
-      )
-    ),
-    dict(init_value=0.1, decay_factor=2.0),
-  ),
-  'wsd_schedule': Subject(
-    lambda peak_value: osd.scale_by_tracked_learning_rate(
-      osd.wsd_schedule(peak_value, warmup_steps=2, stable_steps=2, decay_steps=3)
-    ),
-    dict(peak_value=0.1),
-    scaled='peak_value',
-  ),
-  'scale_by_cooldown': Subject(
-    lambda learning_rate: osd.scale_by_cooldown(learning_rate, end_ratio=0.1),
-    dict(learning_rate=0.1),
-    scaled='learning_rate',
-    starts_cooldown=True,
-  ),
-  'auto_step_decay': Subject(
-    lambda init_value, decay_factor: osd.auto_step_decay(
-      init_value, decay_factor=decay_factor, test_interval=1, min_stage_length=2
-    ),
-    dict(init_value=0.1, decay_factor=2.0),
-  ),
-  'reduce_on_plateau': Subject(
-    lambda init_value, decay_factor: optax.chain(
-      osd.scale_by_tracked_learning_rate(init_value),
-      osd.reduce_on_plateau(decay_factor=decay_factor, patience=0),
-    ),
-    dict(init_value=0.1, decay_factor=2.0),
-  ),
-  'sample_iterate': Subject(
-    lambda init_value: optax.chain(
-      osd.scale_by_tracked_learning_rate(init_value), osd.sample_iterate(init_value, seed=1)
-    ),
-    dict(init_value=0.1),
-    has_output=True,
-  ),
-  'stage_average': Subject(_with_output(osd.stage_average), dict(init_value=0.1), has_output=True),
-  'suffix_average': Subject(
-    _with_output(lambda schedule: osd.suffix_average(2)), dict(init_value=0.1), has_output=True
-  ),
-}
-
-
-def _plain(subject: Subject, hyperparams: dict[str, Any]) -> optax.GradientTransformation:
-  return subject.build(**hyperparams)
-
-
-def _second_group(subject: Subject) -> dict[str, Any]:
-  hyperparams = dict(subject.hyperparams)
-  hyperparams[subject.scaled] *= SECOND_GROUP_SCALE
-  return hyperparams
-
-
-def _multi_steps(tx):
-  # MultiSteps.gradient_transformation() would drop reduce_on_plateau's value=.
-  multi_steps = optax.MultiSteps(tx, every_k_schedule=2)
-  return optax.GradientTransformationExtraArgs(multi_steps.init, multi_steps.update)
-
-
-WRAPPERS: dict[str, Callable[[Subject], optax.GradientTransformation]] = {
-  'plain': lambda s: _plain(s, s.hyperparams),
-  'inject_hyperparams': lambda s: optax.inject_hyperparams(s.build, static_args=s.static)(
-    **s.hyperparams
-  ),
-  'MultiSteps': lambda s: _multi_steps(_plain(s, s.hyperparams)),
-  'apply_if_finite': lambda s: optax.apply_if_finite(_plain(s, s.hyperparams), 3),
-  'multi_transform': lambda s: optax.multi_transform(
-    {'a': _plain(s, s.hyperparams), 'b': _plain(s, _second_group(s))}, GROUPS
-  ),
-  'masked': lambda s: optax.masked(_plain(s, s.hyperparams), {'w': True, 'b': False}),
-}
-
-# name -> (parameter dtype, x64)
-DTYPES = {
-  'float32': (jnp.float32, False),
-  'bfloat16': (jnp.bfloat16, False),
-  'float16': (jnp.float16, False),
-  'float64_x64': (jnp.float64, True),
-  'float32_x64': (jnp.float32, True),
-}
-# How far a run in the dtype may drift from the float32 run over NUM_STEPS steps.
-TOLERANCE = {
-  jnp.float32: 1e-5,
-  jnp.bfloat16: 3e-2,
-  jnp.float16: 3e-3,
-  jnp.float64: 1e-5,
-}
-
-
-def initial_params(dtype) -> dict[str, jax.Array]:
-  rng = np.random.default_rng(0)  # the same values with and without x64
-  return {
-    name: jnp.asarray(rng.uniform(-1.0, 1.0, shape).astype(np.float32), dtype)
-    for name, shape in SHAPES.items()
-  }
-
-
-def gradient(params, t):
-  """A deterministic gradient of a quadratic, with a wiggle that changes with the step."""
-  return jax.tree.map(lambda p: (p - 0.5 + 0.05 * jnp.sin(t + p)).astype(p.dtype), params)
-
-
-def step_fn(tx: optax.GradientTransformation, subject: Subject):
-  tx = optax.with_extra_args_support(tx)
-
-  def step(params, state, t):
-    # A metric that stalls after three steps, so reduce_on_plateau cuts.
-    metric = jnp.maximum(3.0 - t.astype(jnp.float32), 0.0)
-    updates, state = tx.update(gradient(params, t), state, params, value=metric)
-    if subject.starts_cooldown:
-      state = osd.start_cooldown(state, decay_steps=3, when=t == 2)
-    return optax.apply_updates(params, updates), state, updates
-
-  return step
-
-
-def train(tx, subject, params):
-  """NUM_STEPS steps in a jitted scan: final params, initial and final state, all updates."""
-  step = step_fn(tx, subject)
-  initial = tx.init(params)
-
-  def body(carry, t):
-    params, state, updates = step(*carry, t)
-    return (params, state), updates
-
-  (params, state), updates = jax.jit(lambda c: jax.lax.scan(body, c, jnp.arange(NUM_STEPS)))(
-    (params, initial)
-  )
-  return params, initial, state, updates
-
-
-def _float_leaves(tree) -> list[jax.Array]:
-  return [x for x in jax.tree.leaves(tree) if jnp.issubdtype(x.dtype, jnp.floating)]
-
-
-def _sizes():
-  return {int(np.prod(shape)) for shape in SHAPES.values()}
-
-
-def _subjaxprs(eqn) -> list[Any]:
-  """The jaxprs nested in an equation's parameters (of pjit, cond, scan, custom_jvp...)."""
-  found = []
-  for value in eqn.params.values():
-    for item in value if isinstance(value, (tuple, list)) else [value]:
-      inner = getattr(item, 'jaxpr', item)  # a ClosedJaxpr holds its Jaxpr
-      if hasattr(inner, 'eqns'):
-        found.append(inner)
-  return found
-
-
-def _param_sized_float_vars(jaxpr) -> list[Any]:
-  """(variable, equation) of every float value of a parameter's size in ``jaxpr``, nested in."""
-  found = []
-  sizes = _sizes()
-  for eqn in jaxpr.eqns:
-    for var in eqn.outvars:
-      aval = var.aval
-      if (
-        hasattr(aval, 'dtype')
-        and jnp.issubdtype(aval.dtype, jnp.floating)
-        and int(np.prod(aval.shape)) in sizes
-      ):
-        found.append((var, eqn))
-    for sub in _subjaxprs(eqn):
-      found += _param_sized_float_vars(sub)
-  return found
-
-
-def _all_vars(jaxpr) -> set[int]:
-  found = {id(v) for eqn in jaxpr.eqns for v in eqn.outvars}
-  for eqn in jaxpr.eqns:
-    for sub in _subjaxprs(eqn):
-      found |= _all_vars(sub) | {id(v) for v in sub.invars}
-  return found
-
-
-def _needed(jaxpr, outvars) -> set[int]:
-  """The ids of the variables of ``jaxpr`` (nested ones included) that ``outvars`` depend on.
-
-  Follows each output into the jaxprs of ``jit`` calls and ``cond`` branches; any other
-  nested jaxpr on the way counts as needed whole.
-  """
-  needed = {id(v) for v in outvars}
-
-  def into(inner, wanted, operands):
-    inner_needed = _needed(inner, [inner.outvars[i] for i in wanted])
-    needed.update(inner_needed)
-    needed.update(
-      id(o) for o, v in zip(operands, inner.invars, strict=True) if id(v) in inner_needed
-    )
-
-  for eqn in reversed(jaxpr.eqns):
-    wanted = [i for i, v in enumerate(eqn.outvars) if id(v) in needed]
-    if not wanted:
-      continue
-    if eqn.primitive.name in ('pjit', 'jit', 'closed_call') and 'jaxpr' in eqn.params:
-      into(eqn.params['jaxpr'].jaxpr, wanted, eqn.invars)
-    elif eqn.primitive.name == 'cond':
-      needed.add(id(eqn.invars[0]))  # the branch index
-      for branch in eqn.params['branches']:
-        into(branch.jaxpr, wanted, eqn.invars[1:])
-    else:
-      needed.update(id(v) for v in eqn.invars)
-      for sub in _subjaxprs(eqn):
-        needed |= _all_vars(sub)
-  return needed
-
-
-def assert_no_wider_values(tx, subject, params, accumulates):
-  """Parameter-sized values: those the updates depend on no wider than the parameters, all
-  others (statistics, averages) no wider than the parameters promoted to float32.
-
-  ``accumulates``: the wrapper accumulates gradients in float32 (optax.MultiSteps does), so
-  the updates may depend on float32 values.
-  """
-  dtype = jax.tree.leaves(params)[0].dtype
-  statistics = jnp.promote_types(dtype, jnp.float32)
-  if accumulates:
-    dtype = statistics
-  state = tx.init(params)
-  closed = jax.make_jaxpr(step_fn(tx, subject))(params, state, jnp.int32(3))
-  jaxpr = closed.jaxpr
-  num_params = len(jax.tree.leaves(params))
-  num_state = len(jax.tree.leaves(state))
-  update_vars = jaxpr.outvars[num_params + num_state :]
-  on_update_path = _needed(jaxpr, update_vars)
-  for var, eqn in _param_sized_float_vars(jaxpr):
-    limit = dtype if id(var) in on_update_path else statistics
-    if jnp.promote_types(var.aval.dtype, limit) != limit:
-      raise AssertionError(
-        f'{eqn.primitive} makes a parameter-sized {var.aval.dtype} value '
-        f'(parameters {dtype}, limit {limit}): {eqn}'
-      )
-
-
-OUR_STATES = (
-  osd.AutoStepDecayState,
-  osd.AverageState,
-  osd.CooldownState,
-  osd.ReduceOnPlateauState,
-  osd.SampledIterateState,
-  osd.TrackedLearningRateState,
+@pytest.mark.parametrize(
+  ('subject_name', 'wrapper_name', 'dtype_name'),
+  rs.cases(['float32', 'float64_x64', 'float32_x64']),
 )
-
-
-def assert_statistics_at_least_float32(state):
-  """Our states' float fields: scalars, and averages, at least float32."""
-  ours = jax.tree.leaves(state, is_leaf=lambda x: isinstance(x, OUR_STATES))
-  for node in ours:
-    if not isinstance(node, OUR_STATES):
-      continue
-    kept = node._replace(iterate=()) if isinstance(node, osd.SampledIterateState) else node
-    if 'params_like' in node._fields:  # dtype markers of size 0
-      kept = kept._replace(params_like=())
-    if isinstance(node, osd.AutoStepDecayState):  # copies of the parameters, not statistics
-      kept = kept._replace(reference=(), batch_start=())
-    for leaf in _float_leaves(kept):
-      assert jnp.promote_types(leaf.dtype, jnp.float32) == leaf.dtype, (type(node), leaf.dtype)
-
-
-def _tolerance(dtype):
-  return TOLERANCE[np.dtype(dtype).type]
-
-
-CASES = [
-  pytest.param(s, w, d, id=f'{s}-{w}-{d}') for s in SUBJECTS for w in WRAPPERS for d in DTYPES
-]
-
-
-def _reference(subject_name, wrapper_name):
-  subject = SUBJECTS[subject_name]
-  tx = WRAPPERS[wrapper_name](subject)
-  return train(tx, subject, initial_params(jnp.float32))
-
-
-_REFERENCES: dict[tuple[str, str], Any] = {}
-
-
-def reference(subject_name, wrapper_name):
-  key = (subject_name, wrapper_name)
-  if key not in _REFERENCES:
-    _REFERENCES[key] = _reference(subject_name, wrapper_name)
-  return _REFERENCES[key]
-
-
-def expected_rates(subject_name, wrapper_name, state):
-  """What current_learning_rate must say of the float32 reference's state."""
-  del subject_name
-  return osd.current_learning_rate(state) if wrapper_name != 'masked' else None
-
-
-@pytest.mark.parametrize(('subject_name', 'wrapper_name', 'dtype_name'), CASES)
-def test_trains_in_every_dtype_and_wrapper(subject_name, wrapper_name, dtype_name):
-  subject = SUBJECTS[subject_name]
-  dtype, x64 = DTYPES[dtype_name]
-  ref_params, _, ref_state, _ = reference(subject_name, wrapper_name)
-  with x64_enabled() if x64 else _nothing():
-    tx = WRAPPERS[wrapper_name](subject)
-    params = initial_params(dtype)
-    final, initial, state, updates = train(tx, subject, params)
-
-    chex.assert_trees_all_equal_structs(initial, state)
-    chex.assert_trees_all_equal_shapes_and_dtypes(initial, state)
-    chex.assert_trees_all_equal_dtypes(jax.tree.map(lambda u: u[0], updates), params)
-    assert_statistics_at_least_float32(state)
-    assert_no_wider_values(tx, subject, params, accumulates=wrapper_name == 'MultiSteps')
-
-    tolerance = _tolerance(dtype)
-    chex.assert_trees_all_close(
-      optax.tree.cast(final, jnp.float32), ref_params, rtol=tolerance, atol=tolerance
-    )
-    check_readers(subject, wrapper_name, state, ref_state, final, tolerance)
-
-
-def check_readers(subject, wrapper_name, state, ref_state, params, tolerance):
-  grouped = wrapper_name in ('multi_transform', 'masked')
-  if subject.has_rate:
-    if wrapper_name == 'masked':
-      with pytest.raises(ValueError, match='masked'):
-        osd.current_learning_rate(state)
-    else:
-      rates = osd.current_learning_rate(state)
-      expected = osd.current_learning_rate(ref_state)
-      if grouped:
-        assert set(rates) == {'a', 'b'}, rates
-      chex.assert_trees_all_close(
-        optax.tree.cast(rates, jnp.float32), expected, rtol=tolerance, atol=1e-7
-      )
-  if subject.has_output:
-    if wrapper_name == 'masked':
-      with pytest.raises(ValueError, match='masked'):
-        osd.output_params(state)
-    else:
-      out = osd.output_params(state)
-      chex.assert_trees_all_equal_shapes_and_dtypes(out, params)
-      chex.assert_trees_all_close(
-        optax.tree.cast(out, jnp.float32),
-        osd.output_params(ref_state),
-        rtol=tolerance,
-        atol=tolerance,
-      )
-
-
-class _nothing:
-  def __enter__(self):
-    return self
-
-  def __exit__(self, *exc):
-    return False
-
-
-# Execution: vmap over a hyperparameter, donated buffers, sharded parameters.
-
-EXECUTION_DTYPES = ['float32', 'bfloat16']
-
-
-@pytest.mark.parametrize('dtype_name', EXECUTION_DTYPES)
-@pytest.mark.parametrize('subject_name', list(SUBJECTS))
-def test_vmap_over_a_hyperparameter_equals_separate_runs(subject_name, dtype_name):
-  subject = SUBJECTS[subject_name]
-  dtype, _ = DTYPES[dtype_name]
-  name = subject.scaled
-  values = jnp.array([subject.hyperparams[name], subject.hyperparams[name] * SECOND_GROUP_SCALE])
-
-  def run(value):
-    hyperparams = subject.hyperparams | {name: value}
-    return train(_plain(subject, hyperparams), subject, initial_params(dtype))
-
-  swept = jax.vmap(run)(values)
-  for i, value in enumerate(values.tolist()):
-    one = run(value)
-    chex.assert_trees_all_close(
-      jax.tree.map(lambda x, i=i: x[i], swept), one, rtol=_tolerance(dtype), atol=1e-6
-    )
-
-
-@pytest.mark.parametrize('dtype_name', EXECUTION_DTYPES)
-@pytest.mark.parametrize('subject_name', list(SUBJECTS))
-def test_donated_state_and_params_give_the_same_step(subject_name, dtype_name):
-  subject = SUBJECTS[subject_name]
-  dtype, _ = DTYPES[dtype_name]
-  tx = _plain(subject, subject.hyperparams)
-  step = step_fn(tx, subject)
-  params = initial_params(dtype)
-  expected = jax.jit(step)(params, tx.init(params), jnp.int32(0))
-  donated = jax.jit(step, donate_argnums=(0, 1))
-  params, state = initial_params(dtype), tx.init(initial_params(dtype))
-  for t in range(3):  # the donated buffers are reused from the second call on
-    params, state, updates = donated(params, state, jnp.int32(t))
-    if t == 0:
-      chex.assert_trees_all_equal((params, state, updates), expected)
-
-
-SHARDED_SCRIPT = textwrap.dedent(
-  """
-  import jax, jax.numpy as jnp, numpy as np, optax
-  from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
-  from tests import test_real_setups as t
-
-  assert jax.device_count() == 8, jax.devices()
-  mesh = Mesh(np.array(jax.devices()).reshape(8), ('data',))
-  sharding = NamedSharding(mesh, P('data'))
-  shapes = {'w': (8, 16), 'b': (16,)}
-  for dtype in (jnp.float32, jnp.bfloat16):
-    for name, subject in t.SUBJECTS.items():
-      tx = t.WRAPPERS['plain'](subject)
-      params = {
-        k: jax.device_put(jnp.linspace(-1, 1, int(np.prod(s))).reshape(s).astype(dtype), sharding)
-        for k, s in shapes.items()
-      }
-      state = jax.jit(tx.init)(params)
-      step = jax.jit(t.step_fn(tx, subject), donate_argnums=(1,))
-      for step_count in range(3):
-        params, state, updates = step(params, state, jnp.int32(step_count))
-      for leaf in jax.tree.leaves(state) + jax.tree.leaves(updates) + jax.tree.leaves(params):
-        if leaf.shape in shapes.values():
-          assert leaf.sharding.is_equivalent_to(sharding, leaf.ndim), (name, leaf.sharding)
-      unsharded = jax.tree.map(np.asarray, params)
-      assert all(np.all(np.isfinite(np.asarray(v, np.float32))) for v in unsharded.values()), name
-  print('sharded ok')
-  """
-)
-
-
-def test_state_keeps_the_parameters_sharding_over_8_devices():
-  root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-  env = dict(os.environ, XLA_FLAGS='--xla_force_host_platform_device_count=8', JAX_PLATFORMS='cpu')
-  result = subprocess.run(
-    [sys.executable, '-c', SHARDED_SCRIPT],
-    cwd=root,
-    env=env,
-    capture_output=True,
-    text=True,
-    check=False,
-  )
-  assert result.returncode == 0, result.stderr[-3000:]
-  assert 'sharded ok' in result.stdout
+def test_trains_in_every_full_precision_dtype_and_wrapper(subject_name, wrapper_name, dtype_name):
+  rs.check_case(subject_name, wrapper_name, dtype_name)
 
 
 # The setups of the review, pinned one by one.
@@ -598,7 +66,7 @@ def test_inject_hyperparams_accepts_hyperparameters_cast_to_bfloat16():
 
 def two_groups(first, second):
   """optax.multi_transform of two groups: 'a' holds w, 'b' holds b."""
-  return optax.multi_transform({'a': first, 'b': second}, GROUPS)
+  return optax.multi_transform({'a': first, 'b': second}, rs.GROUPS)
 
 
 def test_readers_answer_for_every_group():
@@ -608,7 +76,7 @@ def test_readers_answer_for_every_group():
 
   plateau = osd.reduce_on_plateau(decay_factor=2.0, patience=0)
   tx = optax.with_extra_args_support(two_groups(group(1.0), group(0.1, plateau)))
-  params = initial_params(jnp.float32)
+  params = rs.initial_params(jnp.float32)
   state = tx.init(params)
   iterates = []
   for _ in range(6):
@@ -629,7 +97,7 @@ def test_readers_refuse_a_masked_state():
     optax.chain(osd.step_decay_sgd(0.1, decay_factor=10.0, stage_length=4), osd.suffix_average(0)),
     {'w': True, 'b': False},
   )
-  state = tx.init(initial_params(jnp.float32))
+  state = tx.init(rs.initial_params(jnp.float32))
   with pytest.raises(ValueError, match=r'inside an optax.masked state .* inner_state'):
     osd.current_learning_rate(state)
   with pytest.raises(ValueError, match=r'inside an optax.masked state .* inner_state'):
@@ -641,14 +109,14 @@ def test_output_params_refuses_a_group_without_an_output_rule():
   sgd = osd.step_decay_sgd(0.1, decay_factor=10.0, stage_length=4)
   tx = two_groups(optax.chain(sgd, osd.suffix_average(0)), sgd)
   with pytest.raises(ValueError, match=r"at \['b'\] are in an optax.multi_transform group without"):
-    osd.output_params(tx.init(initial_params(jnp.float32)))
+    osd.output_params(tx.init(rs.initial_params(jnp.float32)))
 
 
 def test_current_learning_rate_refuses_rates_inside_and_outside_groups():
   tracked = osd.scale_by_tracked_learning_rate(0.5)
   tx = optax.chain(two_groups(tracked, tracked), osd.scale_by_tracked_learning_rate(0.1))
   with pytest.raises(ValueError, match=r"both outside parameter groups .* \['a', 'b'\]"):
-    osd.current_learning_rate(tx.init(initial_params(jnp.float32)))
+    osd.current_learning_rate(tx.init(rs.initial_params(jnp.float32)))
 
 
 @pytest.mark.parametrize(
@@ -656,12 +124,12 @@ def test_current_learning_rate_refuses_rates_inside_and_outside_groups():
 )
 def test_float32_updates_under_x64_make_no_float64_copies(subject_name, x64):
   del x64
-  subject = SUBJECTS[subject_name]
-  tx = _plain(subject, subject.hyperparams)
-  params = initial_params(jnp.float32)
-  closed = jax.make_jaxpr(step_fn(tx, subject))(params, tx.init(params), jnp.int32(3))
+  subject = rs.SUBJECTS[subject_name]
+  tx = rs.plain(subject, subject.hyperparams)
+  params = rs.initial_params(jnp.float32)
+  closed = jax.make_jaxpr(rs.step_fn(tx, subject))(params, tx.init(params), jnp.int32(3))
   wide = [
-    eqn for var, eqn in _param_sized_float_vars(closed.jaxpr) if var.aval.dtype == jnp.float64
+    eqn for var, eqn in rs.param_sized_float_vars(closed.jaxpr) if var.aval.dtype == jnp.float64
   ]
   assert not wide, wide
 
