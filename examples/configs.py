@@ -66,9 +66,7 @@ def load_tuned(dataset: str, path: Path | None = None) -> dict[str, Any] | None:
   return json.loads(path.read_text()) if path.exists() else None
 
 
-def differing_fields(saved: dict[str, Any], config: Config) -> list[str]:
-  """The run-defining fields in which a saved config and this one differ."""
+def differing_fields(saved: dict[str, Any], config: Any) -> list[str]:
+  """The run-defining fields (those of ``config``'s dataclass) in which a saved config differs."""
   current = dataclasses.asdict(config)
-  return [
-    f'{k} ({saved.get(k)!r} -> {current[k]!r})' for k in RUN_FIELDS if saved.get(k) != current[k]
-  ]
+  return [f'{k} ({saved.get(k)!r} -> {v!r})' for k, v in current.items() if saved.get(k) != v]

@@ -67,19 +67,43 @@ def _checked(kind: type, flag: str, field: dataclasses.Field | None = None, **ch
   return parse
 
 
-def _schedule_list(text: str) -> list[str]:
-  names = [n for n in text.split(',') if n]
-  unknown = [n for n in names if n not in schedules.SCHEDULES]
-  if unknown or not names:
-    raise argparse.ArgumentTypeError(
-      f'unknown schedule(s) {unknown or text!r}; choose from {",".join(schedules.SCHEDULES)}'
-    )
-  return names
+def schedule_list(registry: typing.Mapping[str, object]):
+  """An argparse type: comma-separated names of the registry's schedules."""
+
+  def parse(text: str) -> list[str]:
+    names = [n for n in text.split(',') if n]
+    unknown = [n for n in names if n not in registry]
+    if unknown or not names:
+      raise argparse.ArgumentTypeError(
+        f'unknown schedule(s) {unknown or text!r}; choose from {",".join(registry)}'
+      )
+    return names
+
+  return parse
+
+
+_schedule_list = schedule_list(schedules.SCHEDULES)
 
 
 def _add_config_flags(parser: argparse.ArgumentParser, skip: tuple[str, ...] = ()) -> None:
-  hints = typing.get_type_hints(configs.Config)
-  for field in dataclasses.fields(configs.Config):
+  add_fields(parser, configs.Config, CHOICES, skip)
+  parser.add_argument(
+    '--data-dir',
+    type=Path,
+    default=Path('data'),
+    help='where the MNIST / CIFAR files are (mnist1d and digits need none)',
+  )
+
+
+def add_fields(
+  parser: argparse.ArgumentParser,
+  config_class: type,
+  choices: typing.Mapping[str, typing.Iterable[str]],
+  skip: tuple[str, ...] = (),
+) -> None:
+  """A flag per field of a config dataclass: its default, help and checks, choices by name."""
+  hints = typing.get_type_hints(config_class)
+  for field in dataclasses.fields(config_class):
     if field.name in skip:
       continue
     flag = '--' + field.name.replace('_', '-')
@@ -91,10 +115,10 @@ def _add_config_flags(parser: argparse.ArgumentParser, skip: tuple[str, ...] = (
         default=field.default,
         help=field.metadata['help'],
       )
-    elif field.name in CHOICES:
+    elif field.name in choices:
       parser.add_argument(
         flag,
-        choices=sorted(CHOICES[field.name]),
+        choices=sorted(choices[field.name]),
         default=field.default,
         help=field.metadata['help'],
       )
@@ -102,11 +126,43 @@ def _add_config_flags(parser: argparse.ArgumentParser, skip: tuple[str, ...] = (
       parser.add_argument(
         flag, type=_checked(kind, flag, field), default=field.default, help=field.metadata['help']
       )
-  parser.add_argument(
-    '--data-dir',
-    type=Path,
-    default=Path('data'),
-    help='where the MNIST / CIFAR files are (mnist1d and digits need none)',
+
+
+def add_run_options(run: argparse.ArgumentParser, every: str, line: str) -> None:
+  """The flags of a single run's checkpoints (saved ``every`` by default) and progress display."""
+  run.add_argument('--checkpoint-dir', help='save checkpoints here; resume from the newest')
+  for flag, kind, help in [
+    (
+      '--checkpoint-every-steps',
+      int,
+      f'save every N updates (default: {every}; always at the end)',
+    ),
+    ('--checkpoint-every-secs', float, 'save at most this often instead, in seconds'),
+    ('--stop-after-steps', int, 'stop (and save) after this update, to resume later'),
+  ]:
+    run.add_argument(flag, type=_checked(kind, flag, positive=True), help=help)
+  run.add_argument(
+    '--restart',
+    action='store_true',
+    help='start over in a checkpoint directory that holds another run',
+  )
+  run.add_argument(
+    '--no-progress',
+    dest='progress',
+    action='store_false',
+    help=f'no progress bar and no line per {line}; the final result line is still printed',
+  )
+
+
+def run_options(args: argparse.Namespace) -> train.Options:
+  """The train.Options of a single run's flags (see add_run_options)."""
+  return train.Options(
+    args.checkpoint_dir,
+    args.checkpoint_every_steps,
+    args.checkpoint_every_secs,
+    args.stop_after_steps,
+    args.restart,
+    args.progress,
   )
 
 
@@ -123,28 +179,7 @@ def parser() -> Parser:
   run = command('train', 'train one model with one step size (checkpoints, resume, data parallel)')
   _add_config_flags(run)
   run.add_argument('--out', type=Path, help='write history.json and learning_rates.json here')
-  run.add_argument('--checkpoint-dir', help='save checkpoints here; resume from the newest')
-  for flag, kind, help in [
-    (
-      '--checkpoint-every-steps',
-      int,
-      'save every N updates (default: every 10 epochs; always at the end)',
-    ),
-    ('--checkpoint-every-secs', float, 'save at most this often instead, in seconds'),
-    ('--stop-after-steps', int, 'stop (and save) after this update, to resume later'),
-  ]:
-    run.add_argument(flag, type=_checked(kind, flag, positive=True), help=help)
-  run.add_argument(
-    '--restart',
-    action='store_true',
-    help='start over in a checkpoint directory that holds another run',
-  )
-  run.add_argument(
-    '--no-progress',
-    dest='progress',
-    action='store_false',
-    help='no progress bar and no line per epoch; the final result line is still printed',
-  )
+  add_run_options(run, 'every 10 epochs', 'epoch')
   run.add_argument('--coordinator-address', help='HOST:PORT of process 0, for multi-process runs')
   run.add_argument(
     '--num-processes',
@@ -207,19 +242,16 @@ def _initialize_distributed(args: argparse.Namespace) -> None:
 
 def _train(args: argparse.Namespace, dataset: data.Dataset) -> None:
   config = train.resolve(_config(args), configs.load_tuned(args.dataset))
-  options = train.Options(
-    args.checkpoint_dir,
-    args.checkpoint_every_steps,
-    args.checkpoint_every_secs,
-    args.stop_after_steps,
-    args.restart,
-    args.progress,
-  )
-  result = train.train_and_evaluate(config, options, dataset)
-  if args.out and jax.process_index() == 0:
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / 'history.json').write_text(json.dumps(result.history, indent=1))
-    (args.out / 'learning_rates.json').write_text(json.dumps(result.learning_rates.tolist()))
+  result = train.train_and_evaluate(config, run_options(args), dataset)
+  write_run(args.out, result)
+
+
+def write_run(out: Path | None, result) -> None:
+  """history.json and learning_rates.json of a single run, from process 0 (nothing without out)."""
+  if out and jax.process_index() == 0:
+    out.mkdir(parents=True, exist_ok=True)
+    (out / 'history.json').write_text(json.dumps(result.history, indent=1))
+    (out / 'learning_rates.json').write_text(json.dumps(result.learning_rates.tolist()))
 
 
 def _many_runs(args: argparse.Namespace) -> tuple[configs.Config, Path, dict | None]:
