@@ -4,7 +4,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN = $(VENV)/bin
 
-.PHONY: demo results tune branch test lint typecheck pytest docs dist test-lowest clean
+.PHONY: demo results tune branch lm lm-results lm-tune test lint typecheck pytest docs dist test-lowest clean
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -27,6 +27,21 @@ branch: $(BIN)/.installed
 # The tuning protocol -> runs/tune-mnist1d/mnist1d.json, compared with examples/tuned/mnist1d.json.
 tune: $(BIN)/.installed
 	$(BIN)/python -m examples.main tune
+
+# The language model on the standard library's source: every schedule on 3 seeds with the tuned
+# settings of examples/tuned/lm.json, then cooldowns branched from orbax checkpoints -> runs/lm/.
+lm: $(BIN)/.installed
+	$(BIN)/python -m examples.lm compare --out runs/lm
+	$(BIN)/python -m examples.lm branch --out runs/lm
+
+# The same, written where the README and the docs show it (tracked files).
+lm-results: $(BIN)/.installed
+	$(BIN)/python -m examples.lm compare --out examples/results/lm
+	$(BIN)/python -m examples.lm branch --out examples/results/lm
+
+# The language model's tuning protocol -> runs/tune-lm/lm.json, compared with examples/tuned/lm.json.
+lm-tune: $(BIN)/.installed
+	$(BIN)/python -m examples.lm tune --out runs/tune-lm
 
 lint: $(BIN)/.installed
 	$(BIN)/ruff check .

@@ -45,8 +45,8 @@ def resolve(config: configs.Config, tuned: dict | None = None) -> configs.Config
   if lr is None:
     if setting is None:
       raise UsageError(
-        f'no tuned eta0 for --schedule {config.schedule} in examples/tuned/lm.json: pass --lr '
-        '(or run `make lm-tune` and copy runs/tune-lm/lm.json there)'
+        f'no tuned eta0 for --schedule {config.schedule} (examples/tuned/lm.json): run '
+        '`make lm-tune` and copy runs/tune-lm/lm.json there (train also takes --lr)'
       )
     lr = setting['eta0']
   if knob is None and setting is not None:
