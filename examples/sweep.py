@@ -138,7 +138,7 @@ def train_many(
     def epoch(carry, epoch_batches):
       carry, rates = network.train(tx, carry, epoch_batches, x_train, y_train)
       params, rest, opt_state = carry
-      evaluated = spec.eval_params(opt_state, params)
+      evaluated = spec.eval_params(opt_state, nnx.as_pure(params))
       train_loss, _ = network.metrics(evaluated, rest, x_train, y_train)
       test_loss, test_accuracy = network.metrics(evaluated, rest, x_test, y_test)
       return carry, (train_loss, test_loss, test_accuracy, rates)
