@@ -139,7 +139,7 @@ SUBJECTS = {
   ),
   'auto_step_decay': Subject(
     lambda init_value, decay_factor: osd.auto_step_decay(
-      init_value, decay_factor=decay_factor, test_interval=1, min_stage_length=2
+      init_value, decay_factor=decay_factor, first_check=1
     ),
     dict(init_value=0.1, decay_factor=2.0),
   ),
