@@ -21,7 +21,7 @@ from benchmarks.problems import all_problems
 from benchmarks.runner import Results
 
 ROOT = Path(__file__).resolve().parent.parent
-BENCHMARKS = ('anytime', 'auto_traces', 'perf', 'theory')
+BENCHMARKS = ('anytime', 'auto_candidates', 'auto_traces', 'perf', 'theory')
 
 
 def test_perf_quick_writes_report(tmp_path):
