@@ -122,10 +122,8 @@ def trace(problem: Problem, total: int, seeds: int, tx: optax.GradientTransforma
 
 def tuned_eta0(problem: Problem, total: int, seeds: int) -> float:
   """Step decay's eta0 for this horizon, tuned as benchmarks.theory tunes it."""
-  names = list(runner.unit_schedules(total))
-  errors = runner.run_horizon(problem, total, seeds, runner.ETA0_GRID)
-  key = runner.last_iterate_key(problem)
-  return runner.summarise(errors[key], names, runner.ETA0_GRID)[runner.STEP_DECAY].eta0
+  summaries, _ = runner.run_open_loop(problem, total, seeds, runner.ETA0_GRID)
+  return summaries[runner.last_iterate_key(problem)][runner.STEP_DECAY].eta0
 
 
 def step_decay(eta0: float, total: int) -> optax.GradientTransformation:
