@@ -148,9 +148,8 @@ def auto_step_decay(
 
   Args:
     init_value: η₀ > 0, a scalar.
-    decay_factor: α ≥ 1, the divisor of the step at each cut (torch's
-      ``gamma`` and optax's ``decay_rate`` multiply: ``gamma=0.5`` is
-      ``decay_factor=2``).
+    decay_factor: α ≥ 1: each cut divides the step by it (torch's ``gamma``
+      and optax's ``decay_rate`` multiply: ``gamma=0.5`` is ``decay_factor=2``).
     first_check: updates after a restart before its first check, ≥ 1 and at
       most 2^31 - 1. The first slope, hence the earliest cut, is at the
       second check, ⌈q ``first_check``⌉ updates after the restart.
