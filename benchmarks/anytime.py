@@ -280,8 +280,9 @@ def best_family_staircase(
         continue
       scores = np.asarray(worst(jnp.asarray(np.stack(
         [staircase(m, eta0, alpha, total) for m in moves]))))  # fmt: skip
-      if np.nanmin(scores) < best:
-        best, cuts = float(np.nanmin(scores)), moves[int(np.nanargmin(scores))]
+      scores = np.where(np.isnan(scores), np.inf, scores)  # a diverging staircase
+      if scores.min() < best:
+        best, cuts = float(scores.min()), moves[int(scores.argmin())]
   return eta0, cuts
 
 

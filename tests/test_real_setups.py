@@ -375,8 +375,8 @@ def assert_statistics_at_least_float32(state):
     kept = node._replace(iterate=()) if isinstance(node, osd.SampledIterateState) else node
     if 'params_like' in node._fields:  # dtype markers of size 0
       kept = kept._replace(params_like=())
-    if isinstance(node, osd.AutoStepDecayState):  # copies of the parameters, not statistics
-      kept = kept._replace(reference=(), batch_start=())
+    if isinstance(node, osd.AutoStepDecayState):  # a copy of the parameters, not a statistic
+      kept = kept._replace(reference=())
     for leaf in _float_leaves(kept):
       assert jnp.promote_types(leaf.dtype, jnp.float32) == leaf.dtype, (type(node), leaf.dtype)
 
