@@ -152,7 +152,7 @@ def auto_step_decay(
       and optax's ``decay_rate`` multiply: ``gamma=0.5`` is ``decay_factor=2``).
     first_check: updates after a restart before its first check, ≥ 1 and at
       most 2^31 - 1. The first slope, hence the earliest cut, is at the
-      second check, ⌈q ``first_check``⌉ updates after the restart.
+      second check, ⌈q n_0⌉ updates after the restart (n_0 = ``first_check``).
     check_growth: q > 1, the ratio of consecutive checks.
     slope_threshold: s, the log-log slope of Ω below which the step is cut
       (2 while SGD travels in a straight line, 1 for a random walk, 0 at
