@@ -21,7 +21,13 @@ step decay tuned for each horizon?
    with stages of any length, or of at least five epochs (the shortest stage
    auto_step_decay makes in rates.md, a test every epoch).
 
-(2) and (3) are searches, so each is a ratio some sequence reaches, not a
+4. The best staircase auto_step_decay's defaults allow: its decay factor, a
+   first cut no earlier than its second check, each later cut once the count
+   has grown by min_growth and no later than by fallback_growth (its
+   diagnostic decides where in that band; checks on its grid are treated as
+   possible at any update).
+
+(2), (3) and (4) are searches, so each is a ratio some sequence reaches, not a
 proof that none does better. Writes DIR/anytime.md, DIR/anytime.png and
 DIR/anytime.json.
 """
@@ -30,7 +36,9 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import inspect
 import json
+import math
 import time
 from pathlib import Path
 from typing import NamedTuple
@@ -153,7 +161,9 @@ def worst_ratio(model: Moments, horizons: list[int], reference: np.ndarray):
   @jax.jit
   def worst(step_sizes):
     errors = jax.vmap(lambda etas: expected_errors(model, etas)[at])(step_sizes)
-    return jnp.max(errors / reference, axis=-1)
+    ratios = errors / reference
+    # A diverging sequence overflows to inf, NaN or -inf: never the best.
+    return jnp.max(jnp.where(jnp.isfinite(ratios) & (ratios > 0), ratios, jnp.inf), axis=-1)
 
   return worst
 
@@ -226,6 +236,58 @@ def best_staircase(
   return cuts[cuts < total]
 
 
+def in_family(cuts: np.ndarray, total: int, first: int, growth: tuple[float, float]) -> bool:
+  """Whether auto_step_decay's bounds allow these cut times (updates after which it cuts).
+
+  The first cut comes at ``first`` or later; each later one once the count has
+  grown by at least ``growth[0]`` and at most ``growth[1]`` since the one
+  before (the fallback), so also the horizon may not lie beyond ``growth[1]``
+  times the last cut.
+  """
+  if len(cuts) == 0:
+    return True
+  ratios = np.r_[cuts[1:], total] / cuts
+  return bool(cuts[0] >= first and np.all(ratios[:-1] >= growth[0] - 1e-9)
+              and np.all(ratios <= growth[1] + 1e-9))  # fmt: skip
+
+
+def best_family_staircase(
+  worst, total: int, alpha: float, first: int, growth: tuple[float, float], settings: Settings
+) -> tuple[float, np.ndarray]:
+  """The eta0 and cut times within auto_step_decay's bounds with the lowest worst ratio found.
+
+  Starts from the best geometric sequence start * r^k (r in ``growth``, eta0
+  on the benchmark's grid), then moves each cut in turn to the best allowed
+  point of a log grid (one sweep).
+  """
+  options = []
+  for eta0 in runner.ETA0_GRID:
+    for start in np.unique(np.geomspace(first, total / 4, 12).astype(int)):
+      for r in np.linspace(growth[0], growth[1], 5):
+        count = int(np.log(total / start) / np.log(r)) + 1
+        cuts = np.unique(np.ceil(start * r ** np.arange(count)).astype(int))
+        options.append((eta0, cuts[cuts < total]))
+  values = np.asarray(worst(jnp.asarray(np.stack(
+    [staircase(c, eta0, alpha, total) for eta0, c in options]))))  # fmt: skip
+  values = np.where(np.isnan(values), np.inf, values)
+  eta0, cuts = options[int(values.argmin())]
+  best = float(values.min())
+  grid = np.unique(np.geomspace(first, total - 1, 65).astype(int))
+  for _ in range(1):  # one sweep: the start is already a good staircase of the family
+    for i in range(len(cuts)):
+      moves = [np.sort(np.r_[cuts[:i], t, cuts[i + 1 :]]) for t in grid]
+      moves = [m for m in moves if len(np.unique(m)) == len(m) and in_family(m, total, first,
+                                                                              growth)]  # fmt: skip
+      if not moves:
+        continue
+      scores = np.asarray(worst(jnp.asarray(np.stack(
+        [staircase(m, eta0, alpha, total) for m in moves]))))  # fmt: skip
+      scores = np.where(np.isnan(scores), np.inf, scores)  # a diverging staircase
+      if scores.min() < best:
+        best, cuts = float(scores.min()), moves[int(scores.argmin())]
+  return eta0, cuts
+
+
 @dataclasses.dataclass(frozen=True)
 class Candidate:
   """One sequence for all horizons: its step sizes and its ratio to tuned step decay at each."""
@@ -265,6 +327,17 @@ def run(settings: Settings, command: str) -> Results:
 
   best = best_sequence(model, horizons, reference, settings)
   candidates = [candidate('best sequence found', best)]
+  defaults = inspect.signature(osd.auto_step_decay).parameters
+  first = math.ceil(defaults['first_check'].default * defaults['check_growth'].default)
+  growth = (defaults['min_growth'].default, defaults['fallback_growth'].default)
+  family_alpha = defaults['decay_factor'].default
+  family_eta0, cuts = best_family_staircase(
+    worst, horizons[-1], family_alpha, first, growth, settings
+  )
+  candidates.append(candidate(
+    f"auto_step_decay's family: eta0 = {family_eta0:g}, alpha = {family_alpha:g}, first cut "
+    f'>= {first}, each after the count grew by {growth[0]:g} to {growth[1]:g}',
+    staircase(cuts, family_eta0, family_alpha, horizons[-1])))  # fmt: skip
   for alpha in sorted(settings.cuts, reverse=True):
     for shortest, label in ((1, 'stages of any length'), (min_stage, f'stages >= {min_stage}')):
       cuts = best_staircase(worst, best, eta0, alpha, settings, shortest)

@@ -1,4 +1,4 @@
-"""Why auto_step_decay falls behind tuned step decay: its stages and its test, traced.
+"""Where auto_step_decay cuts against tuned step decay: its stages and its checks, traced.
 
 Usage:
   python -m benchmarks.auto_traces --out DIR [--quick]
@@ -6,11 +6,11 @@ Usage:
 For least squares and least absolute deviations, at the horizons where auto's
 ratio to tuned step decay grows, step decay runs with its eta0 tuned for the
 horizon (as in benchmarks.theory) and auto_step_decay from that eta0, on a few
-seeds. Every update's step size and error is recorded, and every test's
-terms (the window's change of |x - c|^2, the half-width of its interval and
-the bound tolerance * sum |u|^2); for least squares also the error left along
-the Hessian's flattest direction. Then auto on the MNIST-1D example (the
-committed tuned eta0 of step decay, two seeds), with the same terms per epoch.
+seeds. Every update's step size and error is recorded, and at every check of
+auto's distance diagnostic the distance |x - r|^2 from its restart point; for
+least squares also the error left along the Hessian's flattest direction.
+Then auto on the MNIST-1D example (the committed tuned eta0 of step decay,
+two seeds): its cuts and the step it ends with.
 Writes DIR/auto_traces.md and DIR/auto_traces.png.
 """
 
@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import inspect
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +27,7 @@ import numpy as np
 import optax
 
 import optax_stepdecay as osd
+from benchmarks import report
 from benchmarks import runner
 from benchmarks.problems import Problem
 from benchmarks.problems import all_problems
@@ -57,8 +57,8 @@ class Trace:
     error: [seeds, T] f(x_t) - f* after each update.
     flat_error: [seeds, T] the part of the error along the flattest direction of
       the Hessian (least squares), or None.
-    terms: [seeds, T, 4] auto's test after each update (window, change,
-      half-width, bound), NaN where no batch ended; None for step decay.
+    terms: [seeds, T, 2] auto's check after each update (distance, 1 if it cut), NaN
+      where there was none; None for step decay.
   """
 
   learning_rate: np.ndarray
@@ -72,26 +72,20 @@ def cut_steps(learning_rate: np.ndarray) -> list[int]:
   return [int(t) + 1 for t in np.flatnonzero(np.diff(learning_rate))]
 
 
-def auto_test_terms(opt_state: Any, previous: Any) -> jax.Array | None:
-  """The terms of the test the auto_step_decay in ``opt_state`` ran at this update.
+def auto_checks(opt_state: Any, previous: Any) -> jax.Array | None:
+  """The distance |x - r|^2 auto_step_decay measured at this update's check, and whether it cut.
 
-  NaN where it ran none; None when ``opt_state`` holds no auto_step_decay. A cut
-  resets num_batches but keeps the history, so the test of the stage just
-  ended is recomputed from it, with the library's default confidence and
-  tolerance (the ones the benchmark runs).
+  [distance, cut]: NaN where it ran no check (a check that cut records no
+  distance: the state restarts); None when ``opt_state`` holds no auto_step_decay.
   """
   found = _state.find(opt_state, [_auto.AutoStepDecayState])
   if not found:
     return None
   (state,), (before,) = found, _state.find(previous, [_auto.AutoStepDecayState])
   cut = state.stage > before.stage
-  batches = jnp.where(cut, before.num_batches + 1, state.num_batches)
-  defaults = inspect.signature(osd.auto_step_decay).parameters
-  terms = _auto.stationarity_terms(
-    state.history, batches, defaults['confidence'].default, defaults['tolerance'].default
-  )
-  tested = cut | ((state.stage_step > 0) & (state.num_batches > before.num_batches))
-  return jnp.where(tested, jnp.stack([t.astype(jnp.float32) for t in terms]), jnp.nan)
+  checked = ~cut & (state.last_check != before.last_check)
+  distance = jnp.where(checked, state.distance.astype(jnp.float32), jnp.nan)
+  return jnp.stack([distance, jnp.where(cut, 1.0, jnp.nan)])
 
 
 def flattest_direction(problem: Problem) -> tuple[np.ndarray, float, np.ndarray] | None:
@@ -106,7 +100,7 @@ def flattest_direction(problem: Problem) -> tuple[np.ndarray, float, np.ndarray]
 
 
 def trace(problem: Problem, total: int, seeds: int, tx: optax.GradientTransformation) -> Trace:
-  """Runs tx on every seed, recording the step size, the errors and auto's test terms."""
+  """Runs tx on every seed, recording the step size, the errors and auto's checks."""
   x, y = jnp.asarray(problem.x, jnp.float32), jnp.asarray(problem.y, jnp.float32)
   flat = flattest_direction(problem)
 
@@ -116,7 +110,7 @@ def trace(problem: Problem, total: int, seeds: int, tx: optax.GradientTransforma
     if flat is not None:
       minimiser, curvature, direction = flat
       out['flat'] = 0.5 * curvature * jnp.dot(w - minimiser, direction) ** 2
-    terms = auto_test_terms(state, previous)
+    terms = auto_checks(state, previous)
     if terms is not None:
       out['terms'] = terms
     return out
@@ -128,10 +122,8 @@ def trace(problem: Problem, total: int, seeds: int, tx: optax.GradientTransforma
 
 def tuned_eta0(problem: Problem, total: int, seeds: int) -> float:
   """Step decay's eta0 for this horizon, tuned as benchmarks.theory tunes it."""
-  names = list(runner.unit_schedules(total))
-  errors = runner.run_horizon(problem, total, seeds, runner.ETA0_GRID)
-  key = runner.last_iterate_key(problem)
-  return runner.summarise(errors[key], names, runner.ETA0_GRID)[runner.STEP_DECAY].eta0
+  summaries, _ = runner.run_open_loop(problem, total, seeds, runner.ETA0_GRID)
+  return summaries[runner.last_iterate_key(problem)][runner.STEP_DECAY].eta0
 
 
 def step_decay(eta0: float, total: int) -> optax.GradientTransformation:
@@ -157,7 +149,7 @@ def run_cases(settings: Settings) -> list[Case]:
     for total in settings.horizons:
       eta0 = tuned_eta0(problem, total, settings.seeds)
       reference = trace(problem, total, settings.seeds, step_decay(eta0, total))
-      auto = trace(problem, total, settings.seeds, runner.auto_for(problem, eta0))
+      auto = trace(problem, total, settings.seeds, runner.auto_for(eta0))
       cases.append(Case(name, total, eta0, reference, auto))
       print(f'[auto_traces] {name} T={total}', flush=True)
   return cases
@@ -165,13 +157,12 @@ def run_cases(settings: Settings) -> list[Case]:
 
 @dataclasses.dataclass(frozen=True)
 class NetworkTrace:
-  """auto on MNIST-1D, per seed and epoch: |x|^2, the training loss and the test's terms."""
+  """auto on MNIST-1D, per seed and epoch: |x|^2 and the training loss; its step per update."""
 
   eta0: float
   learning_rate: np.ndarray  # [seeds, updates]
   sq_norm: np.ndarray  # [seeds, epochs]
   train_loss: np.ndarray  # [seeds, epochs], mean over the epoch's batches
-  terms: np.ndarray  # [seeds, epochs, 4]
 
 
 def mnist1d_trace(epochs: int, seeds: int) -> NetworkTrace:
@@ -212,12 +203,12 @@ def mnist1d_trace(epochs: int, seeds: int) -> NetworkTrace:
       (loss, rest), grads = jax.value_and_grad(loss_fn, has_aux=True)(params, rest, index)
       updates, state = tx.update(grads, previous, params)
       sq_norm = sum(jnp.vdot(p, p) for p in jax.tree.leaves(params))
-      observed = (osd.current_learning_rate(state), loss, sq_norm, auto_test_terms(state, previous))
+      observed = (osd.current_learning_rate(state), loss, sq_norm)
       return (optax.apply_updates(params, updates), rest, state), observed
 
     return jax.lax.scan(step, (params, rest, tx.init(params)), batches)[1]
 
-  lr, loss, sq_norm, terms = jax.device_get(jax.jit(jax.vmap(run))(params, rest, batches))
+  lr, loss, sq_norm = jax.device_get(jax.jit(jax.vmap(run))(params, rest, batches))
   per_epoch = budget.steps_per_epoch
   last = slice(per_epoch - 1, None, per_epoch)
   return NetworkTrace(
@@ -225,7 +216,6 @@ def mnist1d_trace(epochs: int, seeds: int) -> NetworkTrace:
     lr,
     sq_norm[:, last],
     loss.reshape(seeds, epochs, per_epoch).mean(-1),
-    terms[:, last],
   )
 
 
@@ -234,13 +224,14 @@ def _cuts_per_seed(learning_rates: np.ndarray) -> str:
 
 
 def markdown(cases: list[Case], network: NetworkTrace, command: str) -> str:
-  """The traces as tables: stages, step sizes and errors; the deciding terms of auto's test."""
+  """The traces as tables: stages, step sizes and errors; auto's cuts."""
   lines = [
     '# auto_step_decay against tuned step decay, traced',
     '',
     f"Command: `{command}`. Step decay: the paper's prescription (alpha = {runner.ALPHA:g}) with "
-    'eta0 tuned for the horizon; auto: auto_step_decay from that eta0, as in rates.md (decay 10, '
-    'a test every epoch, stages of at least two epochs). Errors are means over the seeds at T; '
+    'eta0 tuned for the horizon; auto: auto_step_decay with the library defaults '
+    f'({report.auto_defaults()}) from that eta0 (rates.md tunes one eta0 per problem '
+    'instead). Errors are means over the seeds at T; '
     '"flattest direction" is the part of the error along the Hessian\'s eigenvector of smallest '
     'eigenvalue (least squares only).',
     '',
@@ -265,36 +256,32 @@ def markdown(cases: list[Case], network: NetworkTrace, command: str) -> str:
     '## MNIST-1D',
     '',
     f"auto_step_decay on the examples' CNN from step decay's tuned eta0 = {network.eta0:g} "
-    '(momentum 0.9, weight decay 5e-4, batch 128, a test every epoch). Per seed: its cuts, and '
-    "at the last epoch ‖x‖² and the test's terms (it passes when \\|change\\| + half-width "
-    '< bound).',
+    f'(momentum 0.9, weight decay 5e-4, batch 128, {network.learning_rate.shape[1]} updates, '
+    'library defaults). Per seed: its cuts, its last step and ‖x‖².',
     '',
-    '| seed | cuts after update | ‖x‖² at epoch 1 | max ‖x‖² | last ‖x‖² | change | '
-    'half-width | bound |',
-    '|---:|---|---:|---:|---:|---:|---:|---:|',
+    '| seed | cuts after update | final step | ‖x‖² at epoch 1 | max ‖x‖² | last ‖x‖² |',
+    '|---:|---|---:|---:|---:|---:|',
   ]
-  for seed, (lr, norms, terms) in enumerate(
-    zip(network.learning_rate, network.sq_norm, network.terms, strict=True)
-  ):
-    _, change, half, bound = terms[-1]
+  for seed, (lr, norms) in enumerate(zip(network.learning_rate, network.sq_norm, strict=True)):
     lines.append(
-      f'| {seed} | {cut_steps(lr)} | {norms[0]:.0f} | {norms.max():.0f} | {norms[-1]:.0f} | '
-      f'{change:+.3g} | {half:.3g} | {bound:.3g} |'
+      f'| {seed} | {cut_steps(lr)} | {lr[-1]:.3g} | {norms[0]:.0f} | {norms.max():.0f} | '
+      f'{norms[-1]:.0f} |'
     )
   return '\n'.join(lines) + '\n'
 
 
-def _test_panel(ax: Any, steps: np.ndarray, terms: np.ndarray, xlabel: str) -> None:
-  tested = ~np.isnan(terms[:, 1])
-  steps, terms = steps[tested], terms[tested]
-  ax.plot(steps, np.abs(terms[:, 1]) + terms[:, 2], label='|change| + half-width')
-  ax.plot(steps, terms[:, 3], label='bound: tolerance * sum |u|^2')
-  ax.set(yscale='log', xlabel=xlabel, title="auto's test (seed 0): cut when blue < orange")
+def _checks_panel(ax: Any, steps: np.ndarray, checks: np.ndarray) -> None:
+  checked = ~np.isnan(checks[:, 0])
+  ax.plot(steps[checked], checks[checked, 0], '.', label='|x - r|^2 at a check')
+  for cut in steps[~np.isnan(checks[:, 1])]:
+    ax.axvline(cut, color='C1', lw=0.5)
+  ax.set(xscale='log', yscale='log', xlabel='update',
+         title="auto's checks (seed 0); vertical lines: cuts")  # fmt: skip
   ax.legend(fontsize=7)
 
 
 def plot(cases: list[Case], network: NetworkTrace, path: Path) -> None:
-  """Per case at its longest horizon, and for MNIST-1D: step sizes, errors, auto's test."""
+  """Per case at its longest horizon, and for MNIST-1D: step sizes, errors, auto's checks."""
   import matplotlib
 
   matplotlib.use('Agg')
@@ -315,7 +302,7 @@ def plot(cases: list[Case], network: NetworkTrace, path: Path) -> None:
     row[1].set(yscale='log', xscale='log', xlabel='update', title=f'{title}: f - f* (mean)')
     for ax in row[:2]:
       ax.legend(fontsize=7)
-    _test_panel(row[2], steps, case.auto.terms[0], 'update')
+    _checks_panel(row[2], steps, case.auto.terms[0])
   row = axes[-1]
   epochs = np.arange(1, network.sq_norm.shape[1] + 1)
   for seed, norms in enumerate(network.sq_norm):
@@ -324,9 +311,11 @@ def plot(cases: list[Case], network: NetworkTrace, path: Path) -> None:
   for seed, loss in enumerate(network.train_loss):
     row[1].plot(epochs, loss, label=f'seed {seed}')
   row[1].set(yscale='log', xlabel='epoch', title='MNIST-1D, auto: training loss (epoch mean)')
-  for ax in row[:2]:
+  for seed, lr in enumerate(network.learning_rate):
+    row[2].plot(np.arange(1, len(lr) + 1), lr, label=f'seed {seed}')
+  row[2].set(yscale='log', xlabel='update', title='MNIST-1D, auto: step size')
+  for ax in row:
     ax.legend(fontsize=7)
-  _test_panel(row[2], epochs, network.terms[0], 'epoch')
   fig.tight_layout()
   fig.savefig(path, dpi=100)
   plt.close(fig)

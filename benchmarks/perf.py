@@ -160,16 +160,6 @@ def memory_bound_steps(tx, num_steps: int, hidden: int, batch: int = 64):
   return scanned_training(tx, loss_fn, params, x, y, num_steps, batch)
 
 
-def sum_of_squares() -> optax.GradientTransformation:
-  """Sums ‖d‖² of the directions it passes on: what any test of every update costs at least."""
-
-  def update(updates, total, params=None):
-    del params
-    return updates, total + optax.tree.norm(updates, squared=True)
-
-  return optax.GradientTransformation(lambda params: jnp.zeros([]), update)
-
-
 def parameter_ema(decay: float = 0.99) -> optax.GradientTransformation:
   """Keeps an EMA of the iterates with optax.incremental_update: optax's way to average them."""
 
@@ -206,19 +196,8 @@ def memory_bound_cost(quick: bool) -> dict:
       optax.chain(sgd, optax.contrib.reduce_on_plateau(patience=2, accumulation_size=10)),
       'the same chain with optax.contrib.reduce_on_plateau',
     ),
-    **{
-      f'auto_step_decay (momentum), a test every {interval} updates': (
-        optax.chain(
-          optax.trace(0.9),
-          osd.auto_step_decay(lr, test_interval=interval, min_stage_length=2 * interval),
-        ),
-        sgd,
-        plain,
-      )
-      for interval in (10, 100)
-    },
-    'the floor of auto: sgd summing ‖d‖² per update': (
-      optax.chain(optax.trace(0.9), sum_of_squares(), optax.scale_by_learning_rate(lr)),
+    'auto_step_decay (momentum), defaults': (
+      optax.chain(optax.trace(0.9), osd.auto_step_decay(lr)),
       sgd,
       plain,
     ),

@@ -3,12 +3,14 @@
 Usage:
   python -m benchmarks.theory --out DIR [--quick]
 
-For every problem, horizon T and step size, SGD runs from the same start for
-T steps on every seed; the step size's eta0 is tuned per horizon on a grid
-(the best mean final error over the seeds; the grid is in the output). All
-(schedule x eta0 x seed) runs of one problem and horizon are a single vmapped
-program. Writes DIR/rates.md (tables, fitted log-log slopes beside the paper's
-rates) and DIR/rates.png (error against T), plus DIR/rates.json.
+For every problem, horizon T and open-loop step size, SGD runs from the same
+start for T steps; eta0 is tuned per horizon on a grid (the best mean final
+error on the tuning seeds; the errors reported are fresh runs on as many other
+seeds). Schedule-free SGD and auto_step_decay run once per seed to the longest
+horizon and are read at every horizon (see benchmarks.runner). All runs of one
+problem and horizon are a single vmapped program. Writes DIR/rates.md (tables,
+fitted log-log slopes beside the paper's rates) and DIR/rates.png (error
+against T), plus DIR/rates.json.
 """
 
 from __future__ import annotations

@@ -161,7 +161,8 @@ def table(comparison: Comparison) -> str:
 
 
 def write_csvs(out: Path, comparison: Comparison) -> None:
-  """results.csv: one row per schedule and seed; history.csv: one per epoch as well."""
+  """results.csv: one row per schedule and seed (with the step of its last update); history.csv:
+  one per epoch as well."""
   final, history = [], []
   for name, result in comparison.results.items():
     setting = comparison.settings[name]
@@ -173,6 +174,7 @@ def write_csvs(out: Path, comparison: Comparison) -> None:
           'final_train_loss': result.train_loss[i, -1],
           'test_loss': result.test_loss[i, -1],
           'test_accuracy': result.test_accuracy[i, -1],
+          'final_learning_rate': result.learning_rates[i, -1],
         }
       )
       history += [

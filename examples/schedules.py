@@ -173,12 +173,8 @@ def _plateau(eta0, hyper: Hyper, budget: Budget, sgd: Sgd) -> optax.GradientTran
 
 
 def _auto(eta0, hyper: Hyper, budget: Budget, sgd: Sgd) -> optax.GradientTransformation:
-  del hyper
-  epoch = budget.steps_per_epoch  # no horizon: a test every epoch, stages of two or more
-  auto = osd.auto_step_decay(
-    eta0, decay_factor=10.0, test_interval=epoch, min_stage_length=2 * epoch
-  )
-  return sgd.around(auto)
+  del hyper, budget  # no horizon, no knob: the library's defaults
+  return sgd.around(osd.auto_step_decay(eta0))
 
 
 def _schedule_free(eta0, hyper, budget: Budget, sgd: Sgd) -> optax.GradientTransformation:
@@ -216,7 +212,7 @@ SCHEDULES: dict[str, ScheduleSpec] = {
     (2.0, 3.0, 10.0, 30.0),
   ),
   'auto': ScheduleSpec(
-    "auto_step_decay (/10 when a stationarity test passes), untuned: step_decay's eta0",
+    "auto_step_decay (/2 when the distance from its restart stalls), defaults: step_decay's eta0",
     _auto,
     'step',
     eta0_from='step_decay',

@@ -161,12 +161,12 @@ def start_cooldown(
   Start it when you choose: at a planned count, from a restored checkpoint,
   or when a test fires, with ``when`` (a boolean array, ``False``: no
   change), such as your own plateau check of a validation loss, or
-  :func:`auto_step_decay`'s stationarity test as the detector (``decay_factor=1``
+  :func:`auto_step_decay`'s distance diagnostic as the detector (``decay_factor=1``
   never cuts, and it only negates updates at ``init_value=1``)::
 
     tx = optax.chain(
       osd.scale_by_cooldown(0.1, flip_sign=False),
-      osd.auto_step_decay(1.0, decay_factor=1.0, test_interval=100, min_stage_length=1000),
+      osd.auto_step_decay(1.0, decay_factor=1.0),
     )
     ...  # after each update:
     state = osd.start_cooldown(state, decay_steps=2000, when=state[1].stage > 0)

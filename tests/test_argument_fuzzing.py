@@ -225,19 +225,19 @@ def test_scale_by_tracked_learning_rate(learning_rate):
   arguments(
     init_value=POSITIVE,
     decay_factor=fuzz(st.floats(1.0, 100.0), optional=True),
-    test_interval=fuzz(st.integers(1, 50)),
-    min_stage_length=fuzz(st.integers(2, 10**4)),
-    confidence=fuzz(st.floats(0.01, 0.99), optional=True),
-    tolerance=fuzz(st.floats(0.01, 10.0), optional=True),
+    first_check=fuzz(st.integers(2, 10**4), optional=True),
+    check_growth=fuzz(st.floats(1.01, 10.0), optional=True),
+    slope_threshold=fuzz(st.floats(-10.0, 10.0), optional=True),
+    min_growth=fuzz(st.floats(1.0, 10.0), optional=True),
+    fallback_growth=fuzz(st.one_of(st.none(), st.floats(1.01, 100.0)), optional=True),
     min_value=fuzz(st.floats(0.0, 1e-6), optional=True),
-    max_batches=fuzz(st.integers(4, 2000), optional=True),
   )
 )
 def test_auto_step_decay(kwargs):
   tx = build(osd.auto_step_decay, **kwargs)
   if tx is not None:
     rates, updates = first_rates(tx, num_updates=3)
-    assert_usable(rates, np.full(3, np.inf))  # no cut before min_stage_length >= 2
+    assert_usable(rates, np.full(3, np.inf))  # no cut before the second check, at 3 or later
     assert np.all(np.isfinite(updates))
 
 

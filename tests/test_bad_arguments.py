@@ -18,7 +18,7 @@ multistep = osd.multistep_decay_schedule
 stagewise = osd.stagewise_schedule
 geometric = osd.geometric_stage_decay_schedule
 base = osd.step_decay_schedule(1.0, decay_factor=2.0, stage_length=10)
-auto = functools.partial(osd.auto_step_decay, test_interval=10, min_stage_length=100)
+auto = osd.auto_step_decay
 plateau = osd.reduce_on_plateau
 sgd = osd.step_decay_sgd
 tracked = osd.scale_by_tracked_learning_rate
@@ -121,9 +121,10 @@ CASES = [
   (auto, (0.1,), {'min_value': 1.0}, 'min_value=1.0 must be <= init_value=0.1'),
   (auto, (0.1,), {'min_value': -1.0}, 'min_value must be >= 0, got -1.0'),
   (auto, (0.1,), {'decay_factor': math.inf}, 'decay_factor must be finite, got inf'),
-  (auto, (0.1,), {'confidence': math.nan}, 'confidence must be finite, got nan'),
-  (auto, (0.1,), {'tolerance': math.inf}, 'tolerance must be finite, got inf'),
-  (auto, (0.1,), {'test_interval': 2.5}, 'test_interval must be an integer, got 2.5'),
+  (auto, (0.1,), {'slope_threshold': math.nan}, 'slope_threshold must be finite, got nan'),
+  (auto, (0.1,), {'check_growth': math.inf}, 'check_growth must be finite, got inf'),
+  (auto, (0.1,), {'min_growth': 0.5}, 'min_growth must be >= 1, got 0.5'),
+  (auto, (0.1,), {'first_check': 2.5}, 'first_check must be an integer, got 2.5'),
   (plateau, (), {'decay_factor': jnp.array([2.0, 3.0])}, 'decay_factor must be a scalar'),
   (plateau, (), {'nonfinite': 'skip'}, "nonfinite must be 'ignore' or 'bad', got 'skip'"),
   (plateau, (), {'threshold': math.nan}, 'threshold must be finite, got nan'),
@@ -176,9 +177,7 @@ CASES = [
     {},
     'which this transformation never reaches',
   ),
-  (auto, (0.1,), {'test_interval': 10**12}, 'test_interval must be <= 2147483647, got 10000'),
-  (auto, (0.1,), {'min_stage_length': 10**12}, 'min_stage_length must be <= 2147483647, got'),
-  (auto, (0.1,), {'max_batches': 10**9}, 'max_batches must be <= 65536, got 1000000000'),
+  (auto, (0.1,), {'first_check': 10**12}, 'first_check must be <= 2147483647, got 10000'),
   (plateau, (), {'patience': 10**12}, 'patience must be <= 2147483646, got 1000000000000'),
   (plateau, (), {'cooldown': 10**12}, 'cooldown must be <= 2147483647, got 1000000000000'),
   (plateau, (), {'accumulation_size': 10**12}, 'accumulation_size must be <= 2147483647'),
@@ -236,7 +235,7 @@ def test_every_public_factory_has_impossible_argument_cases():
   'build',
   [
     lambda: osd.step_decay_sgd(0.5, decay_factor=10.0, total_steps=10**12),
-    lambda: osd.auto_step_decay(0.1, test_interval=10, min_stage_length=10**12),
+    lambda: osd.auto_step_decay(0.1, first_check=10**12),
     lambda: osd.reduce_on_plateau(accumulation_size=10**12),
     lambda: osd.suffix_average(10**12),
   ],
@@ -254,7 +253,7 @@ def test_limits_are_inclusive():
   osd.multistep_decay_schedule(1.0, milestones=[2**32 - 1])
   osd.reduce_on_plateau(patience=2**31 - 2, cooldown=2**31 - 1, accumulation_size=2**31 - 1)
   osd.suffix_average(2**31 - 1)
-  osd.auto_step_decay(0.1, test_interval=2**30 - 1, min_stage_length=2**31 - 1, max_batches=2**16)
+  osd.auto_step_decay(0.1, first_check=2**31 - 1)
   osd.sample_iterate(0.1, seed=2**32 - 1)
 
 

@@ -21,7 +21,7 @@ from benchmarks.problems import all_problems
 from benchmarks.runner import Results
 
 ROOT = Path(__file__).resolve().parent.parent
-BENCHMARKS = ('anytime', 'auto_traces', 'perf', 'theory')
+BENCHMARKS = ('anytime', 'auto_candidates', 'auto_traces', 'perf', 'theory')
 
 
 def test_perf_quick_writes_report(tmp_path):
@@ -74,14 +74,16 @@ def test_auto_traces_quick_writes_report(tmp_path):
   cases, network = auto_traces.main(['--quick', '--out', str(tmp_path)])
   assert [(c.problem, c.horizon) for c in cases] == [('least_squares', 1024), ('lad', 1024)]
   for case in cases:
-    # Step decay follows the paper's schedule; auto cuts only at batch ends, by 10.
+    # Step decay follows the paper's schedule; auto halves at each cut, the first no earlier
+    # than its second check (96 updates), each later one after the count grew by 1.5 to 2.
     assert auto_traces.cut_steps(case.step_decay.learning_rate[0])
-    for rates in case.auto.learning_rate:
+    for rates, checks in zip(case.auto.learning_rate, case.auto.terms, strict=True):
       cuts = auto_traces.cut_steps(rates)
-      assert all(cut % 55 == 0 for cut in cuts), cuts  # diabetes: 442 // 8 updates per epoch
-      chex.assert_trees_all_close(rates[-1], case.eta0 / 10 ** len(cuts), rtol=1e-5)
-  tested = ~np.isnan(network.terms[..., 1])
-  assert tested.all(), 'MNIST-1D: a test at every epoch end from the second on'
+      assert cuts and anytime.in_family(np.array(cuts), 1024, 96, (1.5, 2.0)), cuts
+      chex.assert_trees_all_close(rates[-1], case.eta0 / 2 ** len(cuts), rtol=1e-5)
+      chex.assert_trees_all_equal(np.flatnonzero(checks[:, 1] == 1) + 1, np.array(cuts))
+      assert np.sum(~np.isnan(checks[:, 0])) < 100  # checks on a geometric grid: few
+  assert network.learning_rate.shape[0] == 2 and np.all(network.learning_rate > 0)
   report = (tmp_path / 'auto_traces.md').read_text()
   assert report.count('\n| least_squares |') == 1 and '## MNIST-1D' in report
   assert (tmp_path / 'auto_traces.png').stat().st_size > 10_000
@@ -110,6 +112,8 @@ def test_anytime_quick_writes_report(tmp_path):
   assert best.ratios.max() <= min(c.ratios.max() for c in staircases)
   for c in staircases:
     cuts = auto_traces.cut_steps(c.step_sizes)
+    if c.name.startswith("auto_step_decay's family"):
+      assert anytime.in_family(np.array(cuts), results.horizons[-1], 96, (1.5, 2.0)), cuts
     if c.name.endswith(f'>= {results.min_stage}'):
       assert all(b - a >= results.min_stage for a, b in zip([0, *cuts], cuts, strict=False)), c.name
   assert jax.config.read('jax_enable_x64') is False

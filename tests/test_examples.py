@@ -290,6 +290,10 @@ def test_compare_writes_table_csv_and_plots(tmp_path, capsys):
   rows = (tmp_path / 'results.csv').read_text().splitlines()
   assert rows[0].split(',')[:5] == ['schedule', 'seed', 'eta0', 'knob', 'final_train_loss']
   assert 'test_accuracy' in rows[0] and len(rows) == 1 + 4 * 2
+  # The step of each run's last update: auto's shows whether it cut.
+  assert rows[0].split(',')[-1] == 'final_learning_rate'
+  final = {row.split(',')[0]: float(row.split(',')[-1]) for row in rows[1:]}
+  assert final['cosine'] < 0.01 * final['constant'], final  # cosine ends near 0, constant at eta0
   table = (tmp_path / 'results.md').read_text()
   assert table.count('\n| ') == 1 + 4 and '95%' in table
   for plot in ('learning_rate', 'train_loss', 'test_error'):

@@ -117,7 +117,7 @@ def test_flax_nnx_optimizer_holds_variables_that_every_helper_reads_and_writes()
 def test_current_learning_rate_reads_the_first_rate_in_tree_order():
   tx = optax.chain(
     osd.scale_by_cooldown(0.1, flip_sign=False),
-    osd.auto_step_decay(1.0, decay_factor=1.0, test_interval=10, min_stage_length=100),
+    osd.auto_step_decay(1.0, decay_factor=1.0),
   )
   state = tx.init(jnp.zeros(2))
   chex.assert_trees_all_close(float(osd.current_learning_rate(state)), 0.1, rtol=1e-7)

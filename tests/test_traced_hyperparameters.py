@@ -27,7 +27,6 @@ def noisy_quadratic(tx, num_steps=NUM_STEPS, seed=0):
 
 
 def auto(init_value, decay_factor=2.0, **options):
-  options = dict(test_interval=20, min_stage_length=200) | options
   return osd.auto_step_decay(init_value, decay_factor=decay_factor, **options)
 
 
@@ -53,10 +52,11 @@ def test_vmapped_hyperparameters_together_equal_per_value_runs():
     init_value=[0.2, 0.15],
     decay_factor=[2.0, 3.0],
     min_value=[0.0, 0.01],
-    tolerance=[0.5, 0.4],
-    confidence=[0.95, 0.9],
-    test_interval=[20, 25],
-    min_stage_length=[200, 250],
+    first_check=[64, 50],
+    check_growth=[1.5, 1.4],
+    slope_threshold=[0.6, 0.5],
+    min_growth=[1.5, 1.3],
+    fallback_growth=[2.0, 2.5],
   )
 
   def run(values):
@@ -74,7 +74,7 @@ def test_vmapped_hyperparameters_together_equal_per_value_runs():
 
 def test_inject_hyperparams_auto_step_decay_equals_the_plain_transform():
   factory = optax.inject_hyperparams(osd.auto_step_decay)
-  tx = factory(init_value=0.2, decay_factor=2.0, test_interval=20, min_stage_length=200)
+  tx = factory(init_value=0.2, decay_factor=2.0)
   x, state = jax.jit(lambda: noisy_quadratic(tx))()
   x_plain, state_plain = jax.jit(lambda: noisy_quadratic(auto(0.2)))()
   chex.assert_trees_all_close(x, x_plain, rtol=1e-5, atol=1e-6)
@@ -83,38 +83,25 @@ def test_inject_hyperparams_auto_step_decay_equals_the_plain_transform():
     osd.current_learning_rate(state), osd.current_learning_rate(state_plain)
   )
   assert sorted(state.hyperparams) == [
-    'confidence',
+    'check_growth',
     'decay_factor',
+    'fallback_growth',
+    'first_check',
     'init_value',
-    'min_stage_length',
+    'min_growth',
     'min_value',
-    'test_interval',
-    'tolerance',
+    'slope_threshold',
   ]
 
 
 def test_inject_hyperparams_auto_step_decay_init_under_jit_and_live_changes():
-  tx = optax.inject_hyperparams(osd.auto_step_decay)(
-    init_value=0.2, test_interval=20, min_stage_length=200
-  )
+  tx = optax.inject_hyperparams(osd.auto_step_decay)(init_value=0.2)
   params = jnp.ones(3)
   state = jax.jit(tx.init)(params)
-  chex.assert_shape(state.inner_state.history, (1024, 2))  # max_batches=None stays static
   state.hyperparams['init_value'] = jnp.float32(0.05)
   updates, state = jax.jit(tx.update)(jnp.ones(3), state, params)
   chex.assert_trees_all_close(updates, jnp.full(3, -0.05))
   chex.assert_trees_all_close(osd.current_learning_rate(state), jnp.float32(0.05))
-
-
-def test_inject_hyperparams_traced_max_batches_is_refused_with_a_hint():
-  factory = optax.inject_hyperparams(osd.auto_step_decay)
-  tx = factory(init_value=0.2, test_interval=20, min_stage_length=200, max_batches=64)
-  chex.assert_shape(tx.init(jnp.ones(3)).inner_state.history, (64, 2))  # concrete: fine
-  with pytest.raises(ValueError, match=r'max_batches .* must be concrete.*static_args'):
-    jax.jit(tx.init)(jnp.ones(3))
-  static = optax.inject_hyperparams(osd.auto_step_decay, static_args=('max_batches',))
-  tx = static(init_value=0.2, test_interval=20, min_stage_length=200, max_batches=64)
-  chex.assert_shape(jax.jit(tx.init)(jnp.ones(3)).inner_state.history, (64, 2))
 
 
 def test_traced_auto_step_decay_values_are_not_checked():

@@ -199,7 +199,7 @@ TRANSFORMATIONS = {
   ),
   'scale_by_tracked_learning_rate': lambda: osd.scale_by_tracked_learning_rate(0.1),
   'scale_by_cooldown': lambda: osd.scale_by_cooldown(0.1),
-  'auto_step_decay': lambda: osd.auto_step_decay(0.1, test_interval=1, min_stage_length=2),
+  'auto_step_decay': lambda: osd.auto_step_decay(0.1),
   'reduce_on_plateau': osd.reduce_on_plateau,
   'sample_iterate': lambda: osd.sample_iterate(0.1),
   'stage_average': lambda: osd.stage_average(
