@@ -132,7 +132,7 @@ SUBJECTS = {
   ),
   'auto_step_decay': Subject(
     lambda init_value, decay_factor: osd.auto_step_decay(
-      init_value, decay_factor=decay_factor, test_interval=1, min_stage_length=2
+      init_value, decay_factor=decay_factor, first_check=1
     ),
     dict(init_value=0.1, decay_factor=2.0),
   ),
@@ -368,8 +368,8 @@ def assert_statistics_at_least_float32(state):
     kept = node._replace(iterate=()) if isinstance(node, osd.SampledIterateState) else node
     if 'params_like' in node._fields:  # dtype markers of size 0
       kept = kept._replace(params_like=())
-    if isinstance(node, osd.AutoStepDecayState):  # copies of the parameters, not statistics
-      kept = kept._replace(reference=(), batch_start=())
+    if isinstance(node, osd.AutoStepDecayState):  # a copy of the parameters, not a statistic
+      kept = kept._replace(reference=())
     for leaf in _float_leaves(kept):
       assert jnp.promote_types(leaf.dtype, jnp.float32) == leaf.dtype, (type(node), leaf.dtype)
 
