@@ -137,6 +137,13 @@ def table(result: Branches, seeds: int) -> str:
   return '\n'.join(lines) + '\n'
 
 
+def plot_over_lengths(ax, lengths, values: np.ndarray, label: str) -> None:
+  """Final values (runs x seeds) against the runs' lengths: mean, with the std as error bars."""
+  ax.errorbar(
+    lengths, values.mean(axis=1), yerr=values.std(axis=1), marker='o', capsize=3, label=label
+  )
+
+
 def plot(out: Path, result: Branches) -> None:
   import matplotlib
 
@@ -150,15 +157,7 @@ def plot(out: Path, result: Branches) -> None:
   ):
     for method, text in labels.items():
       values = result.final[method][key]
-      values = 1 - values if key == 'test_accuracy' else values
-      ax.errorbar(
-        result.lengths,
-        values.mean(axis=1),
-        yerr=values.std(axis=1),
-        marker='o',
-        capsize=3,
-        label=text,
-      )
+      plot_over_lengths(ax, result.lengths, 1 - values if key == 'test_accuracy' else values, text)
     ax.set(
       xlabel='updates of the run', ylabel=f'final {label} (mean ± std over seeds)', yscale='log'
     )

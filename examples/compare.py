@@ -187,11 +187,16 @@ def write_csvs(out: Path, comparison: Comparison) -> None:
         }
         for e in range(result.train_loss.shape[1])
       ]
-  for path, rows in ((out / 'results.csv', final), (out / 'history.csv', history)):
-    with path.open('w', newline='') as f:
-      writer = csv.DictWriter(f, fieldnames=list(rows[0]))
-      writer.writeheader()
-      writer.writerows(rows)
+  write_csv(out / 'results.csv', final)
+  write_csv(out / 'history.csv', history)
+
+
+def write_csv(path: Path, rows: list[dict]) -> None:
+  """Rows with the same keys, under a header of those keys."""
+  with path.open('w', newline='') as f:
+    writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+    writer.writeheader()
+    writer.writerows(rows)
 
 
 def plot(out: Path, comparison: Comparison) -> None:

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable
+from collections.abc import Mapping
 from typing import Any
 
 import jax.numpy as jnp
@@ -289,10 +290,10 @@ def build_optimizer(
   return optax.with_extra_args_support(tx)
 
 
-def help_text() -> str:
-  """One line per schedule, with its knob, for --help."""
+def help_text(specs: Mapping[str, Any] = SCHEDULES) -> str:
+  """One line per schedule of a registry, with its knob, for --help."""
   lines = []
-  for name, spec in SCHEDULES.items():
+  for name, spec in specs.items():
     knob = f' knob {spec.knob}: {spec.knob_help}.' if spec.knob else ' no knob.'
     lines.append(f'  {name:14s} {spec.describe};{knob}')
   return '\n'.join(lines)

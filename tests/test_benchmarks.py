@@ -2,8 +2,6 @@
 
 import json
 import re
-import subprocess
-import sys
 from pathlib import Path
 
 import chex
@@ -19,6 +17,7 @@ from benchmarks import runner
 from benchmarks import theory
 from benchmarks.problems import all_problems
 from benchmarks.runner import Results
+from tests import processes
 
 ROOT = Path(__file__).resolve().parent.parent
 BENCHMARKS = ('anytime', 'auto_candidates', 'auto_traces', 'perf', 'theory')
@@ -135,14 +134,7 @@ for name in sys.argv[1:]:
 
 
 def test_help_works_without_docstrings():
-  out = subprocess.run(
-    [sys.executable, '-OO', '-c', NO_DOCSTRINGS, *BENCHMARKS],
-    cwd=ROOT,
-    capture_output=True,
-    text=True,
-    check=False,
-    timeout=120,
-  )
+  out = processes.run_python(['-OO', '-c', NO_DOCSTRINGS, *BENCHMARKS], timeout=120)
   assert out.returncode == 0, out.stderr
 
 

@@ -22,6 +22,7 @@ from examples import models
 from examples import schedules
 from examples import sweep
 from examples import train
+from tests import processes
 
 ROOT = Path(__file__).resolve().parent.parent
 FAST = configs.Config(dataset='digits', epochs=2, lr=0.3, batch_size=32, knob=2.0)
@@ -72,14 +73,7 @@ BAD_FLAGS = [
 
 @pytest.mark.parametrize(('argv', 'named'), BAD_FLAGS, ids=[' '.join(a) for a, _ in BAD_FLAGS])
 def test_bad_flag_exits_2_with_one_line_naming_it(argv, named, capsys):
-  try:
-    status = main.main(argv)
-  except SystemExit as stop:
-    status = stop.code
-  err = capsys.readouterr().err
-  assert status == 2
-  assert len(err.strip().splitlines()) == 1, err
-  assert named in err and 'Traceback' not in err
+  processes.assert_one_line_usage_error(main.main, argv, named, capsys)
 
 
 def test_missing_data_is_one_line_naming_the_file(tmp_path, capsys):
@@ -90,13 +84,7 @@ def test_missing_data_is_one_line_naming_the_file(tmp_path, capsys):
 
 
 def test_command_line_in_a_fresh_process_prints_no_traceback():
-  out = subprocess.run(
-    [sys.executable, '-m', 'examples.main', 'train', '--batch-size', '0'],
-    cwd=ROOT,
-    capture_output=True,
-    text=True,
-    check=False,
-  )
+  out = processes.run_python(['-m', 'examples.main', 'train', '--batch-size', '0'])
   assert out.returncode == 2 and out.stderr.count('\n') == 1, out.stderr
 
 
@@ -144,14 +132,7 @@ print(tuned['protocol'])
 
 
 def test_command_line_and_tuning_work_without_docstrings():
-  out = subprocess.run(
-    [sys.executable, '-OO', '-c', NO_DOCSTRINGS],
-    cwd=ROOT,
-    capture_output=True,
-    text=True,
-    check=False,
-    timeout=120,
-  )
+  out = processes.run_python(['-OO', '-c', NO_DOCSTRINGS], timeout=120)
   assert out.returncode == 0, out.stderr
   assert out.stdout.strip() == compare.TUNING_PROTOCOL
 
@@ -419,20 +400,8 @@ print(json.dumps(train.flat_params(result.model).tolist()))
 
 
 def test_eight_devices_match_one():
-  env = {
-    **os.environ,
-    'XLA_FLAGS': '--xla_force_host_platform_device_count=8',
-    'JAX_PLATFORMS': 'cpu',
-    'PYTHONPATH': str(ROOT),
-  }
-  out = subprocess.run(
-    [sys.executable, '-c', SHARDED_RUN],
-    env=env,
-    capture_output=True,
-    text=True,
-    check=True,
-    timeout=600,
-  )
+  out = processes.run_python(['-c', SHARDED_RUN], host_devices=8)
+  assert out.returncode == 0, out.stderr[-3000:]
   sharded = np.asarray(json.loads(out.stdout.strip().splitlines()[-1]))
   single = train.train_and_evaluate(
     train.resolve(configs.Config(dataset='digits', epochs=2, lr=0.3, batch_size=32)), QUIET

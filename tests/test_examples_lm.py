@@ -24,6 +24,7 @@ from examples.lm import data
 from examples.lm import main
 from examples.lm import optim
 from examples.lm import train
+from tests import processes
 
 TINY = configs.Config(
   schedule='step_decay',
@@ -265,14 +266,7 @@ BAD_FLAGS = [
 
 @pytest.mark.parametrize(('argv', 'named'), BAD_FLAGS, ids=[' '.join(a) for a, _ in BAD_FLAGS])
 def test_bad_flag_exits_2_with_one_line_naming_it(argv, named, capsys):
-  try:
-    status = main.main(argv)
-  except SystemExit as stop:
-    status = stop.code
-  err = capsys.readouterr().err
-  assert status == 2
-  assert len(err.strip().splitlines()) == 1, err
-  assert named in err and 'Traceback' not in err
+  processes.assert_one_line_usage_error(main.main, argv, named, capsys)
 
 
 def test_settings_that_need_the_corpus_exit_2_with_one_line(tmp_path, corpus_dir, capsys):

@@ -4,9 +4,6 @@ sharded over 8 host devices (in a subprocess, as XLA reads its device count once
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 import textwrap
 
 import chex
@@ -14,6 +11,7 @@ import jax
 import jax.numpy as jnp
 import pytest
 
+from tests import processes
 from tests import real_setups as rs
 
 EXECUTION_DTYPES = ['float32', 'bfloat16']
@@ -88,15 +86,6 @@ SHARDED_SCRIPT = textwrap.dedent(
 
 
 def test_state_keeps_the_parameters_sharding_over_8_devices():
-  root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-  env = dict(os.environ, XLA_FLAGS='--xla_force_host_platform_device_count=8', JAX_PLATFORMS='cpu')
-  result = subprocess.run(
-    [sys.executable, '-c', SHARDED_SCRIPT],
-    cwd=root,
-    env=env,
-    capture_output=True,
-    text=True,
-    check=False,
-  )
+  result = processes.run_python(['-c', SHARDED_SCRIPT], host_devices=8)
   assert result.returncode == 0, result.stderr[-3000:]
   assert 'sharded ok' in result.stdout

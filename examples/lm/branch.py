@@ -24,6 +24,7 @@ import numpy as np
 import orbax.checkpoint as ocp
 
 import optax_stepdecay as osd
+from examples import branch as mnist_branch
 from examples import compare as mnist_compare
 from examples.lm import compare
 from examples.lm import configs
@@ -185,14 +186,8 @@ def plot(out: Path, result: Branches) -> None:
     for i, curve in enumerate(result.learning_rates[method]):
       style = '-' if method == BRANCHED else '--'
       rates.plot(np.arange(1, curve.shape[1] + 1), curve[0], style, label=text if i == 0 else None)
-    values = result.final[method]['validation_bpb']
-    bits.errorbar(
-      result.lengths,
-      values.mean(axis=1),
-      yerr=values.std(axis=1),
-      marker='o',
-      capsize=3,
-      label=text,
+    mnist_branch.plot_over_lengths(
+      bits, result.lengths, result.final[method]['validation_bpb'], text
     )
   rates.set(xlabel='update', ylabel='step size (seed 0)')
   bits.set(xlabel='updates of the run', ylabel='final validation bits per byte (mean ± std)')

@@ -7,7 +7,6 @@ windows; lower is better. The paired differences of the table are
 
 from __future__ import annotations
 
-import csv
 import dataclasses
 import json
 import time
@@ -169,11 +168,8 @@ def write_csvs(out: Path, comparison: Comparison) -> None:
         }
         for e, step in enumerate(curves.steps)
       ]
-  for path, rows in ((out / 'results.csv', final), (out / 'history.csv', history)):
-    with path.open('w', newline='') as f:
-      writer = csv.DictWriter(f, fieldnames=list(rows[0]))
-      writer.writeheader()
-      writer.writerows(rows)
+  mnist_compare.write_csv(out / 'results.csv', final)
+  mnist_compare.write_csv(out / 'history.csv', history)
 
 
 def plot(out: Path, comparison: Comparison) -> None:

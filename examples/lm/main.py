@@ -21,6 +21,7 @@ from pathlib import Path
 from examples import compare as mnist_compare
 from examples import configs as mnist_configs
 from examples import main as mnist_main
+from examples import schedules
 from examples.lm import branch
 from examples.lm import compare
 from examples.lm import configs
@@ -38,7 +39,9 @@ RUN_SKIP = ('schedule', 'lr', 'knob', 'seed')  # the flags of one run, not of ma
 def parser() -> mnist_main.Parser:
   root = mnist_main.Parser(prog=PROG, description=__doc__, formatter_class=mnist_main.HelpFormatter)
   commands = root.add_subparsers(dest='command', required=True, parser_class=mnist_main.Parser)
-  epilog = 'schedules (--schedule / --schedules) and their knob (--knob):\n' + optim.help_text()
+  epilog = 'schedules (--schedule / --schedules) and their knob (--knob):\n' + schedules.help_text(
+    optim.SCHEDULES
+  )
 
   def command(name: str, help: str, skip: tuple[str, ...] = ()) -> argparse.ArgumentParser:
     sub = commands.add_parser(

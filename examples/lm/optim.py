@@ -158,12 +158,3 @@ def knob_value(name: str, knob: float | None) -> float | None:
   if not grid:
     return None
   return grid[len(grid) // 2] if knob is None else knob
-
-
-def help_text() -> str:
-  """One line per schedule, with its knob, for --help."""
-  lines = []
-  for name, spec in SCHEDULES.items():
-    knob = f' knob {spec.knob}: {spec.knob_help}.' if spec.knob else ' no knob.'
-    lines.append(f'  {name:12s} {spec.describe};{knob}')
-  return '\n'.join(lines)
