@@ -235,13 +235,21 @@ def test_tune_writes_its_settings_outside_the_tracked_files(tmp_path, corpus_dir
 
 def test_committed_tuned_settings_follow_the_protocol():
   tuned = mnist_configs.load_tuned('lm')
-  if tuned is None:
-    pytest.skip('examples/tuned/lm.json is not committed yet: make lm-tune, then copy it')
+  assert tuned is not None
   assert tuned['protocol'] == compare.TUNING_PROTOCOL
   assert tuned['eta0_grid'] == list(compare.ETA0_GRID)
   assert tuned['config'] == dataclasses.asdict(configs.Config())
   for name, spec in optim.SCHEDULES.items():
     assert tuned['schedules'][name]['knob'] in (spec.knob_grid or (None,)), name
+
+
+def test_readme_and_docs_show_the_committed_lm_results():
+  results = processes.ROOT / 'examples/results/lm'
+  table = (results / 'results.md').read_text().strip()
+  assert table in (processes.ROOT / 'README.md').read_text()
+  docs = (processes.ROOT / 'docs/examples.md').read_text()
+  for name in ('results.md', 'branches.md', 'validation_bpb.png', 'branches.png'):
+    assert f'examples/results/lm/{name}' in docs and (results / name).exists(), name
 
 
 BAD_FLAGS = [
