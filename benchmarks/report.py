@@ -91,28 +91,21 @@ def _slopes_table(results: Results) -> list[str]:
 
 
 def _auto_table(results: Results) -> list[str]:
-  lines = [
-    '## auto against tuned step decay: ratio of mean errors',
-    '',
-    '| problem | ' + ' | '.join(f'T={h}' for h in results.horizons) + ' |',
-    '|---|' + '---:|' * len(results.horizons),
-  ]
-  for key, problem in results.problems.items():
-    pairs = zip(problem.rows[AUTO], problem.rows[STEP_DECAY], strict=True)
-    ratios = ' | '.join(f'{auto.mean / step_decay.mean:.2f}' for auto, step_decay in pairs)
-    lines.append(f'| {DISPLAY[key][0]} | {ratios} |')
-  lines += [
-    '',
-    '## schedule-free SGD against tuned step decay: ratio of mean errors',
-    '',
-    '| problem | ' + ' | '.join(f'T={h}' for h in results.horizons) + ' |',
-    '|---|' + '---:|' * len(results.horizons),
-  ]
-  for key, problem in results.problems.items():
-    pairs = zip(problem.rows[SCHEDULE_FREE], problem.rows[STEP_DECAY], strict=True)
-    ratios = ' | '.join(f'{free.mean / step_decay.mean:.2f}' for free, step_decay in pairs)
-    lines.append(f'| {DISPLAY[key][0]} | {ratios} |')
-  return lines
+  """Ratios of mean errors to tuned step decay: auto, then schedule-free SGD."""
+  lines = []
+  for schedule, title in ((AUTO, 'auto'), (SCHEDULE_FREE, 'schedule-free SGD')):
+    lines += [
+      f'## {title} against tuned step decay: ratio of mean errors',
+      '',
+      '| problem | ' + ' | '.join(f'T={h}' for h in results.horizons) + ' |',
+      '|---|' + '---:|' * len(results.horizons),
+    ]
+    for key, problem in results.problems.items():
+      pairs = zip(problem.rows[schedule], problem.rows[STEP_DECAY], strict=True)
+      ratios = ' | '.join(f'{row.mean / step_decay.mean:.2f}' for row, step_decay in pairs)
+      lines.append(f'| {DISPLAY[key][0]} | {ratios} |')
+    lines.append('')
+  return lines[:-1]
 
 
 def _errors_table(results: Results, key: str, problem: ProblemResult) -> list[str]:
