@@ -161,8 +161,7 @@ def table(comparison: Comparison) -> str:
 
 
 def write_csvs(out: Path, comparison: Comparison) -> None:
-  """results.csv: one row per schedule and seed (with the step of its last update); history.csv:
-  one per epoch as well."""
+  """results.csv: a row per schedule and seed, with its last step size; history.csv: per epoch."""
   final, history = [], []
   for name, result in comparison.results.items():
     setting = comparison.settings[name]

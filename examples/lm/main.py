@@ -39,9 +39,8 @@ RUN_SKIP = ('schedule', 'lr', 'knob', 'seed')  # the flags of one run, not of ma
 def parser() -> mnist_main.Parser:
   root = mnist_main.Parser(prog=PROG, description=__doc__, formatter_class=mnist_main.HelpFormatter)
   commands = root.add_subparsers(dest='command', required=True, parser_class=mnist_main.Parser)
-  epilog = 'schedules (--schedule / --schedules) and their knob (--knob):\n' + schedules.help_text(
-    optim.SCHEDULES
-  )
+  listed = schedules.help_text(optim.SCHEDULES)
+  epilog = f'schedules (--schedule / --schedules) and their knob (--knob):\n{listed}'
 
   def command(name: str, help: str, skip: tuple[str, ...] = ()) -> argparse.ArgumentParser:
     sub = commands.add_parser(
