@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from typing import Any
 from typing import NamedTuple
+from typing import cast
 
 import jax
 import jax.numpy as jnp
@@ -84,6 +86,18 @@ def is_stalled(
   return (previous_n > 0) & (distance < bound)
 
 
+def _check_fallback_growth(value: object) -> None:
+  """Q > 1, or inf for no fallback (None is turned into inf before)."""
+  try:
+    if is_traced(value) or np.isinf(float(cast(Any, value))):
+      return
+  except (TypeError, ValueError):  # not a number: check_finite names the argument
+    pass
+  check.check_finite('fallback_growth', value)
+  if not cast(Any, value) > 1:
+    raise ValueError(f'fallback_growth must be > 1 or None, got {value!r}.')
+
+
 def auto_step_decay(
   init_value: float,
   *,
@@ -115,11 +129,12 @@ def auto_step_decay(
     (log Ω_(n_k) - log Ω_(n_(k-1))) / (log n_k - log n_(k-1)) < s
 
   A cut divides η by α = ``decay_factor``, makes the new iterate the restart
-  point and starts the grid again. After each cut the stage lasts about
+  point and starts the grid again; no cut comes before the count has grown by
+  a factor ``min_growth`` since the latest one. After each cut the stage lasts about
   twice as long as the one before (the time to equilibrate doubles when η
   halves), so the cut times follow the 1/t decay that strongly convex
   problems want, with the constant found from the problem instead of a
-  horizon. Optionally a fallback also cuts when no cut came while the count
+  horizon. A fallback also cuts when no cut came while the count
   grew by a factor Q = ``fallback_growth`` since the latest cut (never before
   the first cut, which sets the time scale): under drift (weight decay that
   keeps the weights moving) the diagnostic may never fire.
@@ -157,7 +172,8 @@ def auto_step_decay(
     slope_threshold: s, the log-log slope of Ω below which the step is cut
       (2 while SGD travels in a straight line, 1 for a random walk, 0 at
       equilibrium).
-    fallback_growth: Q > 1, or None (the default) for no fallback.
+    min_growth: ≥ 1, the least growth of the count between two cuts.
+    fallback_growth: Q > 1, or None (or inf) for no fallback.
     min_value: floor on the step size, in ``[0, init_value]``.
 
   Returns:
@@ -197,10 +213,7 @@ def auto_step_decay(
   check.check_finite('min_growth', min_growth)
   if not is_traced(min_growth) and not min_growth >= 1:
     raise ValueError(f'min_growth must be >= 1, got {min_growth!r}.')
-  if not is_traced(fallback_growth) and not (
-    np.isinf(fallback_growth) or (np.isfinite(fallback_growth) and fallback_growth > 1)
-  ):
-    raise ValueError(f'fallback_growth must be > 1 or None, got {fallback_growth!r}.')
+  _check_fallback_growth(fallback_growth)
   check.check_non_negative('min_value', min_value)
   if not (is_traced(min_value) or is_traced(init_value)) and min_value > init_value:
     raise ValueError(

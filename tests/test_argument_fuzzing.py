@@ -10,6 +10,7 @@ import hypothesis
 import jax.numpy as jnp
 import numpy as np
 import optax
+from hypothesis import example
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -233,6 +234,7 @@ def test_scale_by_tracked_learning_rate(learning_rate):
     min_value=fuzz(st.floats(0.0, 1e-6), optional=True),
   )
 )
+@example(kwargs={'init_value': 1.0, 'fallback_growth': 2**64})  # once too large for np.isinf
 def test_auto_step_decay(kwargs):
   tx = build(osd.auto_step_decay, **kwargs)
   if tx is not None:
