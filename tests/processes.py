@@ -10,6 +10,14 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 
 
+def environment(host_devices: int | None = None) -> dict[str, str]:
+  """A child process's environment: this repository importable, JAX on CPU."""
+  env = dict(os.environ, PYTHONPATH=str(ROOT), JAX_PLATFORMS='cpu')
+  if host_devices is not None:
+    env['XLA_FLAGS'] = f'--xla_force_host_platform_device_count={host_devices}'
+  return env
+
+
 def run_python(
   args: Sequence[str], *, host_devices: int | None = None, timeout: float = 600
 ) -> subprocess.CompletedProcess:
@@ -17,15 +25,10 @@ def run_python(
 
   XLA reads its device count once per process, hence a process of its own.
   """
-  env = dict(os.environ, PYTHONPATH=str(ROOT))
-  if host_devices is not None:
-    env.update(
-      XLA_FLAGS=f'--xla_force_host_platform_device_count={host_devices}', JAX_PLATFORMS='cpu'
-    )
   return subprocess.run(
     [sys.executable, *args],
     cwd=ROOT,
-    env=env,
+    env=environment(host_devices),
     capture_output=True,
     text=True,
     check=False,

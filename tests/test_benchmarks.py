@@ -2,7 +2,6 @@
 
 import json
 import re
-from pathlib import Path
 
 import chex
 import jax
@@ -19,7 +18,7 @@ from benchmarks.problems import all_problems
 from benchmarks.runner import Results
 from tests import processes
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = processes.ROOT
 BENCHMARKS = ('anytime', 'auto_candidates', 'auto_traces', 'perf', 'theory')
 
 

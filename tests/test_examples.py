@@ -2,11 +2,9 @@
 
 import dataclasses
 import json
-import os
 import re
 import subprocess
 import sys
-from pathlib import Path
 
 import chex
 import jax
@@ -24,7 +22,7 @@ from examples import sweep
 from examples import train
 from tests import processes
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = processes.ROOT
 FAST = configs.Config(dataset='digits', epochs=2, lr=0.3, batch_size=32, knob=2.0)
 QUIET = train.Options(progress=False)
 
@@ -442,9 +440,8 @@ def _free_port() -> int:
 
 def test_two_processes_equal_one_process(tmp_path):
   flags = ['train', '--dataset', 'digits', '--epochs', '1', '--lr', '0.3', '--batch-size', '32']
-  env = {**os.environ, 'JAX_PLATFORMS': 'cpu', 'PYTHONPATH': str(ROOT)}
   address = f'127.0.0.1:{_free_port()}'
-  processes = [
+  jobs = [
     subprocess.Popen(
       [
         sys.executable,
@@ -460,7 +457,7 @@ def test_two_processes_equal_one_process(tmp_path):
         '--process-id',
         str(i),
       ],
-      env=env,
+      env=processes.environment(),
       cwd=ROOT,
       stdout=subprocess.PIPE,
       stderr=subprocess.STDOUT,
@@ -468,8 +465,8 @@ def test_two_processes_equal_one_process(tmp_path):
     )
     for i in range(2)
   ]
-  logs = [p.communicate(timeout=600)[0] for p in processes]
-  assert [p.returncode for p in processes] == [0, 0], logs
+  logs = [job.communicate(timeout=600)[0] for job in jobs]
+  assert [job.returncode for job in jobs] == [0, 0], logs
   assert 'epoch   1/1' in logs[0] and 'epoch' not in logs[1]  # printed once per job
   assert not (tmp_path / 'p1').exists()  # outputs from process 0 only
   assert main.main([*flags, '--no-progress', '--out', str(tmp_path / 'single')]) == 0
