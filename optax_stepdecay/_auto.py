@@ -88,11 +88,8 @@ def is_stalled(
 
 def _check_fallback_growth(value: object) -> None:
   """Q > 1, or inf for no fallback (None is turned into inf before)."""
-  try:
-    if is_traced(value) or np.isinf(float(cast(Any, value))):
-      return
-  except (TypeError, ValueError):  # not a number: check_finite names the argument
-    pass
+  if is_traced(value) or check.is_positive_infinity(value):
+    return
   check.check_finite('fallback_growth', value)
   if not cast(Any, value) > 1:
     raise ValueError(f'fallback_growth must be > 1 or None, got {value!r}.')

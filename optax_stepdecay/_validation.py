@@ -44,6 +44,14 @@ def _concrete(value: object) -> np.ndarray | None:
   return array
 
 
+def is_positive_infinity(value: object) -> bool:
+  """Whether a concrete real number is +inf (False when traced, or not a real number)."""
+  array = _concrete(value)
+  return (
+    array is not None and np.issubdtype(array.dtype, np.number) and bool(np.all(np.isposinf(array)))
+  )
+
+
 def _is_integer_valued(value: object) -> bool:
   if isinstance(value, bool):
     return False

@@ -262,6 +262,7 @@ def test_needs_params():
     (dict(slope_threshold=float('nan')), 'slope_threshold must be finite, got nan'),
     (dict(fallback_growth=1.0), 'fallback_growth must be > 1 or None, got 1.0'),
     (dict(fallback_growth=float('nan')), 'fallback_growth must be finite, got nan'),
+    (dict(fallback_growth=-float('inf')), 'fallback_growth must be finite, got -inf'),
   ],
 )
 def test_bad_arguments(kwargs, message):
