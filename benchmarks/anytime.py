@@ -251,8 +251,16 @@ def in_family(cuts: np.ndarray, total: int, first: int, growth: tuple[float, flo
               and np.all(ratios <= growth[1] + 1e-9))  # fmt: skip
 
 
+def family_bounds() -> tuple[float, int, tuple[float, float]]:
+  """auto_step_decay's decay factor, earliest first cut and growth band between cuts."""
+  defaults = inspect.signature(osd.auto_step_decay).parameters
+  first = math.ceil(defaults['first_check'].default * defaults['check_growth'].default)
+  growth = (defaults['min_growth'].default, defaults['fallback_growth'].default)
+  return defaults['decay_factor'].default, first, growth
+
+
 def best_family_staircase(
-  worst, total: int, alpha: float, first: int, growth: tuple[float, float], settings: Settings
+  worst, total: int, alpha: float, first: int, growth: tuple[float, float]
 ) -> tuple[float, np.ndarray]:
   """The eta0 and cut times within auto_step_decay's bounds with the lowest worst ratio found.
 
@@ -262,11 +270,12 @@ def best_family_staircase(
   """
   options = []
   for eta0 in runner.ETA0_GRID:
-    for start in np.unique(np.geomspace(first, total / 4, 12).astype(int)):
+    for start in np.unique(np.geomspace(first, max(first, total / 4), 12).astype(int)):
       for r in np.linspace(growth[0], growth[1], 5):
         count = int(np.log(total / start) / np.log(r)) + 1
         cuts = np.unique(np.ceil(start * r ** np.arange(count)).astype(int))
-        options.append((eta0, cuts[cuts < total]))
+        if in_family(cuts[cuts < total], total, first, growth):
+          options.append((eta0, cuts[cuts < total]))
   values = np.asarray(worst(jnp.asarray(np.stack(
     [staircase(c, eta0, alpha, total) for eta0, c in options]))))  # fmt: skip
   values = np.where(np.isnan(values), np.inf, values)
@@ -327,13 +336,8 @@ def run(settings: Settings, command: str) -> Results:
 
   best = best_sequence(model, horizons, reference, settings)
   candidates = [candidate('best sequence found', best)]
-  defaults = inspect.signature(osd.auto_step_decay).parameters
-  first = math.ceil(defaults['first_check'].default * defaults['check_growth'].default)
-  growth = (defaults['min_growth'].default, defaults['fallback_growth'].default)
-  family_alpha = defaults['decay_factor'].default
-  family_eta0, cuts = best_family_staircase(
-    worst, horizons[-1], family_alpha, first, growth, settings
-  )
+  family_alpha, first, growth = family_bounds()
+  family_eta0, cuts = best_family_staircase(worst, horizons[-1], family_alpha, first, growth)
   candidates.append(candidate(
     f"auto_step_decay's family: eta0 = {family_eta0:g}, alpha = {family_alpha:g}, first cut "
     f'>= {first}, each after the count grew by {growth[0]:g} to {growth[1]:g}',

@@ -287,18 +287,21 @@ def run_anytime(
   make_tx: Callable[[Any], optax.GradientTransformation],
   configs: Any,
   point: Callable[[jax.Array, optax.OptState], jax.Array] = lambda w, state: w,
+  config_axes: int | None = None,
 ) -> dict[str, np.ndarray]:
   """Errors, shape (configs..., seeds, horizons), of one run per seed read at every horizon.
 
-  ``configs`` is a pytree of arrays with leading axes (one run per entry and
-  seed): ``make_tx(config)`` builds the method from one entry.
+  ``configs`` is a pytree of arrays with ``config_axes`` leading axes (all of
+  the first leaf's axes by default; one run per entry and seed):
+  ``make_tx(config)`` builds the method from one entry.
   """
 
   def run(config, seed):
     return snapshots(problem, horizons, make_tx(config), seed, point)
 
   fn = jax.vmap(run, in_axes=(None, 0))
-  for _ in range(np.ndim(jax.tree.leaves(configs)[0])):
+  axes = np.ndim(jax.tree.leaves(configs)[0]) if config_axes is None else config_axes
+  for _ in range(axes):
     fn = jax.vmap(fn, in_axes=(0, None))
   points = jax.jit(fn)(configs, seeds)
   return errors_of(problem, points, points)
@@ -344,6 +347,19 @@ def run_open_loop(
       name: float(tune[key][i, chosen[i, k]].mean()) for i, name in enumerate(names)
     }
   return summaries, tuned_means
+
+
+def tuned_step_decay_means(
+  problem: Problem, horizons: Sequence[int], seeds: int, grid: tuple[float, ...]
+) -> tuple[np.ndarray, np.ndarray]:
+  """Step decay tuned per horizon: its mean errors (last iterate) on the tuning, reported seeds."""
+  key = last_iterate_key(problem)
+  tune, reported = [], []
+  for horizon in horizons:
+    summaries, tuned_means = run_open_loop(problem, horizon, seeds, grid)
+    tune.append(tuned_means[key][STEP_DECAY])
+    reported.append(summaries[key][STEP_DECAY].mean)
+  return np.array(tune), np.array(reported)
 
 
 def choose_auto_eta0(errors: np.ndarray, reference: np.ndarray) -> np.ndarray:

@@ -79,6 +79,16 @@ class ScheduleSpec:
     if self.knob_grid and self.default_knob is None:
       object.__setattr__(self, 'default_knob', self.knob_grid[len(self.knob_grid) // 2])
 
+  def optimizer(
+    self, eta0: Any, hyper: Hyper, budget: Budget, *, momentum: float, weight_decay: float
+  ) -> optax.GradientTransformationExtraArgs:
+    """SGD with coupled L2 and this step size; read the step with osd.current_learning_rate.
+
+    Every update takes ``value=loss`` (``plateau`` uses it, the others ignore it).
+    """
+    tx = self.build(eta0, hyper, budget, Sgd(momentum, weight_decay))
+    return optax.with_extra_args_support(tx)
+
 
 def _scheduled(schedule: Callable[[Any, Hyper, Budget], optax.Schedule]):
   """A build hook for a plain schedule: SGD scaled by ``schedule(eta0, hyper, budget)``."""
@@ -282,12 +292,10 @@ def build_optimizer(
   momentum: float,
   weight_decay: float,
 ) -> optax.GradientTransformationExtraArgs:
-  """SGD with coupled L2 and the named step size; read the step with osd.current_learning_rate.
-
-  Every update takes ``value=loss`` (``plateau`` uses it, the others ignore it).
-  """
-  tx = SCHEDULES[name].build(eta0, hyper, budget, Sgd(momentum, weight_decay))
-  return optax.with_extra_args_support(tx)
+  """:meth:`ScheduleSpec.optimizer` of the named step size."""
+  return SCHEDULES[name].optimizer(
+    eta0, hyper, budget, momentum=momentum, weight_decay=weight_decay
+  )
 
 
 def help_text(specs: Mapping[str, Any] = SCHEDULES) -> str:

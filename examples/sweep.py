@@ -103,14 +103,20 @@ class Network:
 
 
 def train_many(
-  config: configs.Config, members: list[Member], dataset: data_lib.Dataset
+  config: configs.Config,
+  members: list[Member],
+  dataset: data_lib.Dataset,
+  spec: schedules.ScheduleSpec | None = None,
 ) -> SweepResult:
-  """Trains every member of one schedule (``config`` gives everything else) in one program."""
+  """Trains every member of one schedule (``config`` gives everything else) in one program.
+
+  ``spec`` replaces the registry's entry for ``config.schedule`` (a variant to measure).
+  """
   if config.augment:
     raise train.UsageError(f'--dataset {config.dataset}: many-run comparisons do not augment')
   started = time.perf_counter()
   budget = train.budget_for(config, len(dataset.x_train))
-  spec = schedules.SCHEDULES[config.schedule]
+  spec = spec or schedules.SCHEDULES[config.schedule]
   hypers = [spec.prepare(m.knob, budget) for m in members]
   seeds = sorted({m.seed for m in members})
   shape = (config.epochs, budget.steps_per_epoch, config.batch_size)
@@ -126,13 +132,8 @@ def train_many(
 
   def run(eta0, hyper, params, rest, seed_index, arrays):
     x_train, y_train, x_test, y_test, batches = arrays
-    tx = schedules.build_optimizer(
-      config.schedule,
-      eta0,
-      hyper,
-      budget,
-      momentum=config.momentum,
-      weight_decay=config.weight_decay,
+    tx = spec.optimizer(
+      eta0, hyper, budget, momentum=config.momentum, weight_decay=config.weight_decay
     )
 
     def epoch(carry, epoch_batches):

@@ -101,7 +101,7 @@ def auto_step_decay(
   decay_factor: float = 2.0,
   first_check: int = 64,
   check_growth: float = 1.5,
-  slope_threshold: float = 0.6,
+  slope_threshold: float = 0.3,
   min_growth: float = 1.5,
   fallback_growth: float | None = 2.0,
   min_value: float = 0.0,

@@ -10,6 +10,7 @@ import numpy as np
 import optax
 
 from benchmarks import anytime
+from benchmarks import auto_family
 from benchmarks import auto_traces
 from benchmarks import perf
 from benchmarks import runner
@@ -19,7 +20,7 @@ from benchmarks.runner import Results
 from tests import processes
 
 ROOT = processes.ROOT
-BENCHMARKS = ('anytime', 'auto_candidates', 'auto_traces', 'perf', 'theory')
+BENCHMARKS = ('anytime', 'auto_candidates', 'auto_family', 'auto_traces', 'perf', 'theory')
 
 
 def test_perf_quick_writes_report(tmp_path):
@@ -117,6 +118,28 @@ def test_anytime_quick_writes_report(tmp_path):
   assert jax.config.read('jax_enable_x64') is False
   assert '| best sequence found |' in (tmp_path / 'anytime.md').read_text()
   assert (tmp_path / 'anytime.png').stat().st_size > 10_000
+
+
+def test_auto_family_sampled_ratios_match_the_exact_calculation(x64):
+  problem = next(p for p in all_problems() if p.name == 'least_squares')
+  model = anytime.moments(problem)
+  horizons, reference = [100, 200], np.array([1e-3, 5e-4])
+  step_sizes = anytime.staircase(np.array([120, 170]), 0.3, 2.0, 200)
+  exact = anytime.worst_ratio(model, horizons, reference)(jnp.asarray(step_sizes[None]))
+  sampled = auto_family.sampled_worst(problem, horizons, jnp.arange(2048), reference)
+  chex.assert_trees_all_close(sampled(step_sizes[None]), np.asarray(exact), rtol=0.05)
+
+
+def test_auto_family_finds_a_staircase_of_the_family():
+  problem = next(p for p in all_problems() if p.name == 'lad')
+  settings = theory.Settings([128, 256], 2, runner.ETA0_GRID[4:7])
+  result = auto_family.run_problem(problem, settings)
+  assert anytime.in_family(np.array(result['cuts']), 256, 96, (1.5, 2.0)), result['cuts']
+  assert result['family_eta0'] in settings.grid and result['auto_eta0'] in settings.grid
+  for ratios in (result['family'], result['auto']):
+    assert len(ratios) == 2 and all(0 < r < np.inf for r in ratios)
+  report = auto_family.markdown({'lad': result}, settings.horizons, 2, 'command', 1.0)
+  assert report.count('\n| lad |') == 2
 
 
 NO_DOCSTRINGS = """

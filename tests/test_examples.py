@@ -12,6 +12,7 @@ import numpy as np
 import optax
 import pytest
 
+import optax_stepdecay as osd
 from examples import compare
 from examples import configs
 from examples import data
@@ -243,6 +244,16 @@ def test_a_vmapped_member_reproduces_the_single_run(schedule, tiny_mnist1d):
       rtol=2e-4,
       atol=1e-5,
     )
+
+
+def test_a_spec_given_to_train_many_replaces_the_registry_entry(tiny_mnist1d):
+  config = train.resolve(dataclasses.replace(FAST, dataset='mnist1d', schedule='auto', knob=None))
+  halved = dataclasses.replace(
+    schedules.SCHEDULES['auto'],
+    build=lambda eta0, hyper, budget, sgd: sgd.around(osd.auto_step_decay(eta0 / 2)),
+  )
+  many = sweep.train_many(config, [sweep.Member(0.2, None, 0)], tiny_mnist1d, halved)
+  chex.assert_trees_all_close(many.learning_rates, np.full_like(many.learning_rates, 0.1))
 
 
 def test_compare_writes_table_csv_and_plots(tmp_path, capsys):
