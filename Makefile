@@ -53,7 +53,7 @@ typecheck: $(BIN)/.installed
 # Two workers, a file each at a time (a document's examples share one namespace): JAX
 # compiles each test's programs on one core, and CI has two.
 pytest: $(BIN)/.installed
-	$(BIN)/python -m pytest -n 2 --dist loadfile
+	$(BIN)/python -m pytest -n 2 --dist loadfile --durations=25
 
 test: lint typecheck pytest
 
