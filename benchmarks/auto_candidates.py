@@ -17,12 +17,10 @@ Writes DIR/auto_candidates.md and DIR/auto_candidates.json.
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import inspect
 import json
 import time
-from pathlib import Path
 
 import numpy as np
 
@@ -96,11 +94,7 @@ def mnist1d_validation(epochs: int | None = None) -> dict[str, list[float]]:
 
 def main(argv: list[str] | None = None) -> dict:
   """Runs every candidate on every problem, writes the table and prints it."""
-  parser = argparse.ArgumentParser(description=__doc__ and __doc__.splitlines()[0])
-  parser.add_argument('--out', type=Path, required=True)
-  parser.add_argument('--quick', action='store_true', help='3 small horizons, 4 seeds')
-  args = parser.parse_args(argv)
-  settings = theory.QUICK if args.quick else theory.FULL
+  args, settings = theory.parse(argv, __doc__)
   started = time.perf_counter()
   ratios: dict[str, dict[str, list[float]]] = {name: {} for name in CANDIDATES}
   eta0s: dict[str, dict[str, float]] = {name: {} for name in CANDIDATES}

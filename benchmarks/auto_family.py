@@ -19,11 +19,9 @@ exact calculation. Writes DIR/auto_family.md and DIR/auto_family.json.
 
 from __future__ import annotations
 
-import argparse
 import json
 import time
 from collections.abc import Callable
-from pathlib import Path
 
 import jax.numpy as jnp
 import numpy as np
@@ -112,11 +110,7 @@ def markdown(results: dict, horizons: list[int], seeds: int, command: str, elaps
 
 def main(argv: list[str] | None = None) -> dict:
   """Runs the search on each problem of PROBLEMS, writes the table and prints it."""
-  parser = argparse.ArgumentParser(description=__doc__ and __doc__.splitlines()[0])
-  parser.add_argument('--out', type=Path, required=True)
-  parser.add_argument('--quick', action='store_true', help='3 small horizons, 4 seeds')
-  args = parser.parse_args(argv)
-  settings = theory.QUICK if args.quick else theory.FULL
+  args, settings = theory.parse(argv, __doc__)
   started = time.perf_counter()
   results = {}
   for problem in all_problems():

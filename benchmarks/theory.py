@@ -42,9 +42,9 @@ def command_line(args: argparse.Namespace) -> str:
   return 'python -m benchmarks.theory' + (' --quick' if args.quick else '') + f' --out {args.out}'
 
 
-def main(argv: list[str] | None = None) -> runner.Results:
-  """Runs the benchmark, writes its report to --out and prints the tables."""
-  parser = argparse.ArgumentParser(description=__doc__ and __doc__.splitlines()[0])
+def parse(argv: list[str] | None, doc: str | None) -> tuple[argparse.Namespace, Settings]:
+  """``--out DIR [--quick]``, as every benchmark on these problems takes them, and its settings."""
+  parser = argparse.ArgumentParser(description=doc and doc.splitlines()[0])
   parser.add_argument('--out', type=Path, required=True)
   parser.add_argument(
     '--quick',
@@ -52,7 +52,12 @@ def main(argv: list[str] | None = None) -> runner.Results:
     help=f'{len(QUICK.horizons)} small horizons, {QUICK.seeds} seeds: seconds',
   )
   args = parser.parse_args(argv)
-  settings = QUICK if args.quick else FULL
+  return args, QUICK if args.quick else FULL
+
+
+def main(argv: list[str] | None = None) -> runner.Results:
+  """Runs the benchmark, writes its report to --out and prints the tables."""
+  args, settings = parse(argv, __doc__)
   results = runner.run(
     all_problems, settings.horizons, settings.seeds, settings.grid, command_line(args)
   )
